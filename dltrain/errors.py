@@ -1,0 +1,65 @@
+"""Typed, user-facing errors: where it happened, what was expected, how to fix it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place in a config: a file with a 1-based line and column, or a `--set` override."""
+
+    file: str
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        if self.line is None:
+            return self.file
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+class DltrainError(Exception):
+    """Base of every error the CLI shows as a one-line message with exit status 1."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        where: Location | None = None,
+        key: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.where = where
+        self.key = key
+        self.hint = hint
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        parts = []
+        if self.where is not None:
+            parts.append(f"{self.where}:")
+        if self.key:
+            parts.append(f"{self.key}:")
+        parts.append(self.message)
+        text = " ".join(parts)
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+
+class ConfigError(DltrainError):
+    """The config file or an override is malformed or names something that does not exist."""
+
+
+class ModelBuildError(DltrainError):
+    """The layers are valid one by one but Keras cannot connect them into a model."""
+
+
+class DataError(DltrainError):
+    """A dataset cannot be found, read or used as configured."""
+
+
+class RunError(DltrainError):
+    """A run folder is missing, incomplete or cannot be written."""

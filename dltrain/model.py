@@ -1,0 +1,87 @@
+"""A config's layer list (or graph) becomes a functional `keras.Model`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
+import keras
+
+from dltrain import registry
+from dltrain.config import LoadedConfig, layer_refs, split_spec
+from dltrain.errors import ConfigError, ModelBuildError
+
+
+def input_shapes(loaded: LoadedConfig, dataset_shape: tuple[int, ...] | None) -> dict[str, tuple]:
+    """The model's named input shapes: from `model.inputs`, `model.input_shape`, or the dataset."""
+    model = loaded.config.model
+    if model.inputs:
+        return {name: tuple(shape) for name, shape in model.inputs.items()}
+    shape = model.input_shape or dataset_shape
+    if shape is None:
+        raise loaded.error(ConfigError, ("model",), "the input shape is unknown",
+                           hint="add model.input_shape, e.g. input_shape: [28, 28]")
+    return {"input": tuple(shape)}
+
+
+def _shape_text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_shape_text(v) for v in value)
+    return str(tuple(value.shape))
+
+
+def build_model(loaded: LoadedConfig, dataset_shape: tuple[int, ...] | None = None) -> keras.Model:
+    """Build the functional model the config describes; errors point at the failing layer's line."""
+    config = loaded.config
+    tensors: dict[str, Any] = {}
+    for name, shape in input_shapes(loaded, dataset_shape).items():
+        tensors[name] = keras.Input(shape=shape, name=name)
+    inputs = list(tensors.values())
+    previous = next(iter(tensors)) if len(tensors) == 1 else None
+    for i, spec in enumerate(config.model.layers):
+        class_name, kwargs = split_spec(spec)
+        path = ("model", "layers", i)
+        refs = layer_refs(kwargs) or [previous]
+        kwargs.pop("inputs", None)
+        layer = registry.build("layer", {class_name: kwargs} if kwargs or isinstance(spec, dict) else class_name,
+                               loaded, path)
+        args = [tensors[ref] for ref in refs]
+        try:
+            output = layer(args[0] if len(args) == 1 else args)
+        except Exception as error:  # Keras raises many types for shape problems; all are the user's to fix
+            detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise loaded.error(ModelBuildError, path + (class_name,),
+                               f"{class_name} cannot take input of shape {_shape_text(args)}: {detail[:300]}",
+                               hint="check this layer's arguments and the layers before it") from None
+        key = kwargs.get("name") or f"#{i}"
+        tensors[key] = output
+        previous = key
+    outputs = [tensors[name] for name in (config.model.outputs or [previous])]
+    return keras.Model(
+        inputs=inputs[0] if len(inputs) == 1 else inputs,
+        outputs=outputs[0] if len(outputs) == 1 else outputs,
+        name=config.name,
+    )
+
+
+def layer_rows(model: keras.Model) -> list[tuple[str, str, str, int]]:
+    """(name, class, output shape, parameter count) for each layer, in order."""
+    rows = []
+    for layer in model.layers:
+        output = layer.output
+        shape = ", ".join(str(tuple(o.shape)) for o in output) if isinstance(output, (list, tuple)) \
+            else str(tuple(output.shape))
+        rows.append((layer.name, type(layer).__name__, shape, layer.count_params()))
+    return rows
+
+
+def check(loaded: LoadedConfig) -> keras.Model:
+    """Build (but do not train) the configured model, with its optimizer, loss and metrics resolved."""
+    from dltrain import data
+    from dltrain.training import compile_model
+
+    model = build_model(loaded, data.describe(loaded.config.dataset).input_shape)
+    compile_model(model, loaded)
+    for i, spec in enumerate(loaded.config.training.callbacks):
+        registry.build("callback", spec, loaded, ("training", "callbacks", i))
+    return model

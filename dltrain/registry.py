@@ -1,0 +1,179 @@
+"""Names in a config become Keras objects here, and only here, through Keras's own modules."""
+
+from __future__ import annotations
+
+import inspect
+from functools import cache
+from types import ModuleType
+from typing import Any
+
+from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
+import keras  # noqa: E402
+
+from dltrain.config import LoadedConfig, did_you_mean, split_spec
+from dltrain.errors import ConfigError
+from dltrain.yamlsource import Path_
+
+_MODULES: dict[str, ModuleType] = {
+    "layer": keras.layers,
+    "optimizer": keras.optimizers,
+    "loss": keras.losses,
+    "metric": keras.metrics,
+    "callback": keras.callbacks,
+    "schedule": keras.optimizers.schedules,
+    "initializer": keras.initializers,
+    "regularizer": keras.regularizers,
+    "constraint": keras.constraints,
+    "activation": keras.activations,
+}
+_BASES: dict[str, type] = {
+    "layer": keras.layers.Layer,
+    "optimizer": keras.optimizers.Optimizer,
+    "loss": keras.losses.Loss,
+    "metric": keras.metrics.Metric,
+    "callback": keras.callbacks.Callback,
+    "schedule": keras.optimizers.schedules.LearningRateSchedule,
+    "initializer": keras.initializers.Initializer,
+    "regularizer": keras.regularizers.Regularizer,
+    "constraint": keras.constraints.Constraint,
+}
+# Names `Model.compile` understands on top of keras.metrics: it picks the accuracy that fits the loss.
+_COMPILE_METRICS = ("accuracy", "acc", "crossentropy", "ce")
+# Keyword arguments whose one-key mapping value is itself a Keras object of this kind.
+_NESTED = (
+    ("learning_rate", "schedule"),
+    ("layer", "layer"),
+    ("backward_layer", "layer"),
+    ("_initializer", "initializer"),
+    ("_regularizer", "regularizer"),
+    ("_constraint", "constraint"),
+    ("activation", "activation"),
+)
+_NOT_OBJECTS = {"get", "serialize", "deserialize", "Input", "Layer", "Loss", "Metric", "Optimizer"}
+
+
+@cache
+def catalog(kind: str) -> dict[str, Any]:
+    """Every name a config may use for `kind`, mapped to the Keras class or function."""
+    module, base = _MODULES[kind], _BASES.get(kind)
+    found: dict[str, Any] = {}
+    for name in dir(module):
+        if name.startswith("_") or name in _NOT_OBJECTS:
+            continue
+        obj = getattr(module, name)
+        if inspect.isclass(obj):
+            if base is not None and issubclass(obj, base) and not inspect.isabstract(obj):
+                found[name] = obj
+        elif callable(obj) and kind in ("loss", "metric", "activation"):
+            found[name] = obj
+    if kind == "optimizer":
+        # keras.optimizers.get accepts lower-case names (`adam`, `sgd`); so do configs.
+        found.update({name.lower(): cls for name, cls in list(found.items())})
+    return found
+
+
+def list_names(kind: str, pattern: str = "*") -> list[str]:
+    """The names of `kind` matching a shell-style pattern, sorted (e.g. `list_names('layer', 'Conv*')`)."""
+    from fnmatch import fnmatchcase
+
+    return sorted(n for n in catalog(kind) if fnmatchcase(n, pattern))
+
+
+def lookup(kind: str, name: str, loaded: LoadedConfig, path: Path_) -> Any:
+    """The Keras class or function called `name`, or a ConfigError with the nearest names."""
+    found = catalog(kind).get(name)
+    if found is not None:
+        return found
+    names = list(catalog(kind))
+    if kind == "metric":
+        names += list(_COMPILE_METRICS)
+    hint = did_you_mean(name, names) or f"see the names in keras.{_MODULES[kind].__name__.split('.')[-1]}"
+    raise loaded.error(ConfigError, path, f"unknown {kind} '{name}'", hint=hint)
+
+
+def accepted_arguments(cls: type) -> tuple[set[str], list[str]]:
+    """The keyword arguments a Keras class takes (its own and its bases'), and the required ones."""
+    accepted: set[str] = set()
+    required: list[str] = []
+    own = True
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        takes_more = False
+        for param in list(inspect.signature(init).parameters.values())[1:]:
+            if param.kind is param.VAR_KEYWORD:
+                takes_more = True
+            elif param.kind is not param.VAR_POSITIONAL:
+                accepted.add(param.name)
+                if own and param.default is param.empty:
+                    required.append(param.name)
+        own = False
+        # Keras base classes end the chain: their **kwargs only carry deprecated aliases.
+        if not takes_more or klass in _BASES.values():
+            break
+    return accepted, required
+
+
+def check_arguments(cls: type, kwargs: dict[str, Any], loaded: LoadedConfig, path: Path_) -> None:
+    """Check keyword arguments against the real constructor: unknown ones and missing required ones."""
+    accepted, required = accepted_arguments(cls)
+    for key in kwargs:
+        if key not in accepted:
+            hint = did_you_mean(key, sorted(accepted)) or f"{cls.__name__} takes: {', '.join(sorted(accepted))}"
+            raise loaded.error(ConfigError, path + (key,), f"unknown argument '{key}' of {cls.__name__}", hint=hint)
+    missing = [name for name in required if name not in kwargs]
+    if missing:
+        example = ", ".join(f"{m}: ..." for m in missing)
+        raise loaded.error(ConfigError, path, f"{cls.__name__} needs the argument '{missing[0]}'",
+                           hint=f"write {{{cls.__name__}: {{{example}}}}}")
+
+
+def _nested_kind(argument: str) -> str | None:
+    for suffix, kind in _NESTED:
+        if argument == suffix or (suffix.startswith("_") and argument.endswith(suffix)):
+            return kind
+    return None
+
+
+def _nested(argument: str, value: Any, loaded: LoadedConfig, path: Path_) -> Any:
+    kind = _nested_kind(argument)
+    if kind is None:
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        (name,) = value
+        if isinstance(name, str) and isinstance(value[name], (dict, type(None))):
+            return build(kind, value, loaded, path)
+    if isinstance(value, str) and kind not in ("layer", "schedule"):
+        getter = _MODULES[kind].get
+        try:
+            getter(value)
+        except (ValueError, TypeError):
+            names = [n for n in catalog(kind) if n[:1].islower()] or list(catalog(kind))
+            hint = did_you_mean(value, names) or f"see the names in keras.{kind}s"
+            raise loaded.error(ConfigError, path, f"unknown {kind} '{value}'", hint=hint) from None
+    return value
+
+
+def build(kind: str, spec: str | dict[str, Any], loaded: LoadedConfig, path: Path_) -> Any:
+    """Turn one config entry into a Keras object (`path` is where the entry was written)."""
+    name, kwargs = split_spec(spec)
+    if kind == "metric" and isinstance(spec, str) and name in _COMPILE_METRICS:
+        return name
+    obj = lookup(kind, name, loaded, path)
+    entry_path = path + (name,) if isinstance(spec, dict) else path
+    if not inspect.isclass(obj):
+        if kwargs:
+            classes = [n for n, c in catalog(kind).items() if inspect.isclass(c)]
+            camel = name.replace("_", "").lower()
+            match = next((n for n in classes if n.lower() == camel), None)
+            raise loaded.error(ConfigError, entry_path, f"'{name}' is a function and takes no arguments",
+                               hint=f"use the class '{match}' to pass arguments" if match else None)
+        return name if kind in ("loss", "metric") else obj
+    kwargs = {key: _nested(key, value, loaded, entry_path + (key,)) for key, value in kwargs.items()}
+    check_arguments(obj, kwargs, loaded, entry_path)
+    try:
+        return obj(**kwargs)
+    except (ValueError, TypeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise loaded.error(ConfigError, entry_path, f"Keras rejected the arguments of {name}: {first}") from None

@@ -1,0 +1,97 @@
+"""Run folders: create them without overwriting, write files atomically, find what is inside."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dltrain.errors import RunError
+
+CONFIG_FILE = "config.yaml"
+MODEL_FILE = "model.keras"
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"
+DATASET_FILE = "dataset.json"
+
+
+def create_run(output_dir: Path, name: str) -> Path:
+    """Create `output_dir/<name>-<timestamp>`; an existing folder is never reused."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    for attempt in range(1, 1000):
+        path = output_dir / (stem if attempt == 1 else f"{stem}-{attempt}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RunError(f"cannot create a new run folder in {output_dir}", hint="too many runs started this second")
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file so that a crash leaves either the old file or the new one, never half of one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text atomically (see `atomic_write_bytes`)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically, indented for people to read."""
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_write_yaml(path: Path, data: Any) -> None:
+    """Write YAML atomically, keys in the order given."""
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
+
+
+def save_model(model: Any, path: Path) -> None:
+    """Save a Keras model atomically: Keras itself writes in place, so save beside it and rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def run_file(run_dir: Path, name: str) -> Path:
+    """A file of a run folder, or a RunError saying what is missing."""
+    if not run_dir.is_dir():
+        raise RunError(f"run folder '{run_dir}' not found", hint="list your runs with: ls outputs/")
+    path = run_dir / name
+    if not path.is_file():
+        raise RunError(f"'{run_dir}' has no {name}", hint="the run may not have finished; train it again")
+    return path
