@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from dltrain.config import DatasetConfig
-from dltrain.errors import DataError
+from dltrain.errors import DataError, first_line
 
 DATA_ENV = "DLTRAIN_DATA"
 # Set to 1 to never try Keras's download (tests, air-gapped machines): fail at once with the hint.
@@ -153,7 +153,7 @@ def _load_builtin(config: DatasetConfig) -> tuple[Split, Split]:
     try:
         return _download(config.name)
     except Exception as error:  # Keras raises a bare Exception for URL failures
-        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        reason = first_line(error, limit=160)
         raise DataError(f"dataset '{config.name}' not found locally and the download failed: {reason}",
                         key="dataset.name", hint=hint) from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -63,3 +64,14 @@ class DataError(DltrainError):
 
 class RunError(DltrainError):
     """A run folder is missing, incomplete or cannot be written."""
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The informative first line of a (often multi-line) Keras or TensorFlow error message."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # Keras bolds parts of messages with ANSI codes
+    for line in text.strip().splitlines():
+        line = line.strip()
+        # Keras wraps layer errors in a header line that says nothing about the cause.
+        if line and not line.startswith("Exception encountered when calling"):
+            return line[:limit]
+    return type(error).__name__

@@ -9,7 +9,7 @@ import keras
 
 from dltrain import registry
 from dltrain.config import LoadedConfig, layer_refs, split_spec
-from dltrain.errors import ConfigError, ModelBuildError
+from dltrain.errors import ConfigError, ModelBuildError, first_line
 
 
 def input_shapes(loaded: LoadedConfig, dataset_shape: tuple[int, ...] | None) -> dict[str, tuple]:
@@ -49,9 +49,8 @@ def build_model(loaded: LoadedConfig, dataset_shape: tuple[int, ...] | None = No
         try:
             output = layer(args[0] if len(args) == 1 else args)
         except Exception as error:  # Keras raises many types for shape problems; all are the user's to fix
-            detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise loaded.error(ModelBuildError, path + (class_name,),
-                               f"{class_name} cannot take input of shape {_shape_text(args)}: {detail[:300]}",
+                               f"{class_name} cannot take input of shape {_shape_text(args)}: {first_line(error)}",
                                hint="check this layer's arguments and the layers before it") from None
         key = kwargs.get("name") or f"#{i}"
         tensors[key] = output
@@ -80,6 +79,7 @@ def check(loaded: LoadedConfig) -> keras.Model:
     from dltrain import data
     from dltrain.training import compile_model
 
+    keras.backend.clear_session()  # fresh layer-name counters: messages and summaries do not drift
     model = build_model(loaded, data.describe(loaded.config.dataset).input_shape)
     compile_model(model, loaded)
     for i, spec in enumerate(loaded.config.training.callbacks):

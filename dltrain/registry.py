@@ -11,7 +11,7 @@ from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras  # noqa: E402
 
 from dltrain.config import LoadedConfig, did_you_mean, split_spec
-from dltrain.errors import ConfigError
+from dltrain.errors import ConfigError, first_line
 from dltrain.yamlsource import Path_
 
 _MODULES: dict[str, ModuleType] = {
@@ -49,6 +49,8 @@ _NESTED = (
     ("_constraint", "constraint"),
     ("activation", "activation"),
 )
+# Names from older Keras or other libraries that users still type.
+_ALIASES = {"lr": "learning_rate"}
 _NOT_OBJECTS = {"get", "serialize", "deserialize", "Input", "Layer", "Loss", "Metric", "Optimizer"}
 
 
@@ -120,7 +122,8 @@ def check_arguments(cls: type, kwargs: dict[str, Any], loaded: LoadedConfig, pat
     accepted, required = accepted_arguments(cls)
     for key in kwargs:
         if key not in accepted:
-            hint = did_you_mean(key, sorted(accepted)) or f"{cls.__name__} takes: {', '.join(sorted(accepted))}"
+            hint = (f"did you mean '{_ALIASES[key]}'?" if _ALIASES.get(key) in accepted else None) \
+                or did_you_mean(key, sorted(accepted)) or f"{cls.__name__} takes: {', '.join(sorted(accepted))}"
             raise loaded.error(ConfigError, path + (key,), f"unknown argument '{key}' of {cls.__name__}", hint=hint)
     missing = [name for name in required if name not in kwargs]
     if missing:
@@ -160,8 +163,8 @@ def build(kind: str, spec: str | dict[str, Any], loaded: LoadedConfig, path: Pat
     name, kwargs = split_spec(spec)
     if kind == "metric" and isinstance(spec, str) and name in _COMPILE_METRICS:
         return name
-    obj = lookup(kind, name, loaded, path)
     entry_path = path + (name,) if isinstance(spec, dict) else path
+    obj = lookup(kind, name, loaded, entry_path)
     if not inspect.isclass(obj):
         if kwargs:
             classes = [n for n, c in catalog(kind).items() if inspect.isclass(c)]
@@ -175,5 +178,5 @@ def build(kind: str, spec: str | dict[str, Any], loaded: LoadedConfig, path: Pat
     try:
         return obj(**kwargs)
     except (ValueError, TypeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise loaded.error(ConfigError, entry_path, f"Keras rejected the arguments of {name}: {first}") from None
+        raise loaded.error(ConfigError, entry_path,
+                           f"Keras rejected the arguments of {name}: {first_line(error)}") from None

@@ -16,7 +16,7 @@ import keras
 
 from dltrain import data, registry, runs
 from dltrain.config import LoadedConfig, load_config
-from dltrain.errors import DltrainError, ModelBuildError
+from dltrain.errors import DltrainError, ModelBuildError, first_line
 from dltrain.model import build_model
 from dltrain.progress import RichProgress
 
@@ -71,14 +71,12 @@ def compile_model(model: keras.Model, loaded: LoadedConfig) -> None:
     )
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__
-
-
 def _dry_run(model: keras.Model, loaded: LoadedConfig, splits: data.Splits) -> None:
-    """Compute the loss on two examples, so a model that cannot fit the labels fails before any folder exists."""
-    x, y = splits.train.x[:2], splits.train.y[:2]
+    """Compute the loss on the examples with the smallest and largest labels, so a model that cannot fit
+    the labels fails before any run folder exists."""
+    labels = splits.train.y.reshape(len(splits.train.y), -1)[:, 0]
+    pick = [int(labels.argmin()), int(labels.argmax())]
+    x, y = splits.train.x[pick], splits.train.y[pick]
     try:
         model.compute_loss(x=x, y=y, y_pred=model(x, training=False))
     except Exception as error:  # shape and dtype errors arrive as several TF/Keras types
@@ -86,7 +84,7 @@ def _dry_run(model: keras.Model, loaded: LoadedConfig, splits: data.Splits) -> N
         hint = f"the dataset has {classes} classes; check the last layer's units and the loss" if classes else None
         raise loaded.error(ModelBuildError, ("loss",),
                            f"the loss cannot compare the model's output {tuple(model.output.shape)} with the "
-                           f"labels {tuple(splits.train.y.shape[1:]) or '(integers)'}: {_first_line(error)}",
+                           f"labels {tuple(splits.train.y.shape[1:]) or '(integers)'}: {first_line(error)}",
                            hint=hint) from None
 
 
@@ -99,6 +97,7 @@ def _split_logs(logs: dict[str, float]) -> tuple[dict[str, float], dict[str, flo
 def train(loaded: LoadedConfig, output_dir: Path = Path("outputs"), *, progress: bool = True) -> TrainResult:
     """Train the configured model; write config, history, model and metrics to a new run folder."""
     config = loaded.config
+    keras.backend.clear_session()  # fresh layer names and graph state, then the seed
     keras.utils.set_random_seed(config.seed)
     splits = data.load(config.dataset, config.seed)
     model = build_model(loaded, splits.info.input_shape)
@@ -124,9 +123,9 @@ def train(loaded: LoadedConfig, output_dir: Path = Path("outputs"), *, progress:
         model.fit(train_ds, validation_data=val_ds, epochs=config.training.epochs, callbacks=callbacks,
                   shuffle=False, verbose=0)  # the tf.data pipeline shuffles
     except Exception as error:
-        if int(model.optimizer.iterations) == 0:  # nothing was trained: leave no half-made run behind
+        if int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 0:  # nothing was trained: leave no half-made run behind
             shutil.rmtree(run_dir, ignore_errors=True)
-            raise TrainingError(f"training failed at the first step: {_first_line(error)}",
+            raise TrainingError(f"training failed at the first step: {first_line(error)}",
                                 where=loaded.locate(("model",)), key="model") from None
         raise
     test = {k: float(v) for k, v in model.evaluate(test_ds, return_dict=True, verbose=0).items()}
@@ -145,7 +144,7 @@ def load_model(path: Path) -> keras.Model:
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # Keras raises ValueError, OSError, zipfile errors, ...
-        raise DltrainError(f"cannot load model {path}: {_first_line(error)}",
+        raise DltrainError(f"cannot load model {path}: {first_line(error)}",
                            hint="is it a .keras file written by dltrain or Keras 3?") from None
 
 
