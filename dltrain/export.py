@@ -32,9 +32,8 @@ def export_model(run_dir: Path, fmt: str, out: Path | None = None, *, overwrite:
     if fmt == "keras":
         runs.save_model(model, out)
     elif fmt == "weights":
-        tmp = out.with_name(f".{out.name[:-len('.weights.h5')]}.partial.weights.h5")
-        model.save_weights(tmp)
-        tmp.replace(out)
+        with runs.atomic_path(out) as tmp:
+            model.save_weights(tmp)
     else:
         # A SavedModel is a folder: build it beside the target, then swap it in whole.
         staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
