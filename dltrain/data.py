@@ -117,12 +117,12 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def _read_local(folder: Path) -> tuple[Split, Split] | None:
+def _read_local(name: str, folder: Path) -> tuple[Split, Split] | None:
     if all((folder / f).is_file() for f in _IDX_FILES):
         x_train, y_train, x_test, y_test = (read_idx(folder / f) for f in _IDX_FILES)
         return Split(x_train, y_train), Split(x_test, y_test)
-    npz = folder / "mnist.npz"
-    if folder.name in ("mnist", "datasets") and npz.is_file():
+    npz = folder / "mnist.npz"  # Keras's own cache file for MNIST (and only for MNIST)
+    if name == "mnist" and npz.is_file():
         with np.load(npz, allow_pickle=False) as arrays:
             return Split(arrays["x_train"], arrays["y_train"]), Split(arrays["x_test"], arrays["y_test"])
     return None
@@ -139,7 +139,7 @@ def _download(name: str) -> tuple[Split, Split]:
 def _load_builtin(config: DatasetConfig) -> tuple[Split, Split]:
     dirs = search_dirs(config.name, config.data_dir)
     for folder in dirs:
-        found = _read_local(folder)
+        found = _read_local(config.name, folder)
         if found is not None:
             return found
     files = ", ".join(_IDX_FILES)

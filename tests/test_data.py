@@ -110,3 +110,13 @@ def test_to_dataset_batches_everything(fake_fashion: Path):
     assert [len(y) for _, y in batches] == [32, 32, 32, 4]
     seen = np.sort(np.concatenate([y.numpy() for _, y in batches]))
     assert np.array_equal(seen, np.sort(splits.train.y))
+
+
+def test_keras_mnist_npz_is_read_for_mnist_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "mnist.npz", x_train=rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
+             y_train=np.arange(20) % 10, x_test=np.zeros((5, 28, 28), np.uint8), y_test=np.arange(5))
+    monkeypatch.setattr(data, "search_dirs", lambda name, data_dir=None: [tmp_path])
+    assert data.load(DatasetConfig(name="mnist", validation_split=0.0), 0).info.sizes["train"] == 20
+    with pytest.raises(DataError, match="dataset 'fashion_mnist' not found locally"):
+        data.load(DatasetConfig(name="fashion_mnist"), 0)
