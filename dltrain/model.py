@@ -77,11 +77,10 @@ def layer_rows(model: keras.Model) -> list[tuple[str, str, str, int]]:
 def check(loaded: LoadedConfig) -> keras.Model:
     """Build (but do not train) the configured model, with its optimizer, loss and metrics resolved."""
     from dltrain import data
-    from dltrain.training import compile_model
+    from dltrain.training import build_callbacks, compile_model
 
     keras.backend.clear_session()  # fresh layer-name counters: messages and summaries do not drift
     model = build_model(loaded, data.describe(loaded.config.dataset).input_shape)
     compile_model(model, loaded)
-    for i, spec in enumerate(loaded.config.training.callbacks):
-        registry.build("callback", spec, loaded, ("training", "callbacks", i))
+    build_callbacks(loaded)  # resolved only to check names and arguments
     return model

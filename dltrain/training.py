@@ -71,6 +71,12 @@ def compile_model(model: keras.Model, loaded: LoadedConfig) -> None:
     )
 
 
+def build_callbacks(loaded: LoadedConfig) -> list[keras.callbacks.Callback]:
+    """The config's `training.callbacks` as Keras callback objects."""
+    return [registry.build("callback", spec, loaded, ("training", "callbacks", i))
+            for i, spec in enumerate(loaded.config.training.callbacks)]
+
+
 def _dry_run(model: keras.Model, loaded: LoadedConfig, splits: data.Splits) -> None:
     """Compute the loss on the examples with the smallest and largest labels, so a model that cannot fit
     the labels fails before any run folder exists."""
@@ -103,8 +109,7 @@ def train(loaded: LoadedConfig, output_dir: Path = Path("outputs"), *, progress:
     model = build_model(loaded, splits.info.input_shape)
     compile_model(model, loaded)
     _dry_run(model, loaded, splits)
-    user_callbacks = [registry.build("callback", c, loaded, ("training", "callbacks", i))
-                      for i, c in enumerate(config.training.callbacks)]
+    user_callbacks = build_callbacks(loaded)
 
     batch_size = config.training.batch_size
     train_ds = data.to_dataset(splits.train, batch_size, shuffle=config.training.shuffle,
@@ -123,7 +128,8 @@ def train(loaded: LoadedConfig, output_dir: Path = Path("outputs"), *, progress:
         model.fit(train_ds, validation_data=val_ds, epochs=config.training.epochs, callbacks=callbacks,
                   shuffle=False, verbose=0)  # the tf.data pipeline shuffles
     except Exception as error:
-        if int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 0:  # nothing was trained: leave no half-made run behind
+        # Nothing was trained: leave no half-made run behind.
+        if int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 0:
             shutil.rmtree(run_dir, ignore_errors=True)
             raise TrainingError(f"training failed at the first step: {first_line(error)}",
                                 where=loaded.locate(("model",)), key="model") from None
