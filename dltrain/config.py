@@ -6,14 +6,16 @@ import copy
 import difflib
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Callable, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 from pydantic_core import PydanticCustomError
 
 from dltrain.errors import ConfigError, Location
+from dltrain.references import DATA_FACTS, Resolver, parse_ref
 from dltrain.yamlsource import Path_, SourceMap, dotted, parse_yaml, read_yaml
 
 DATASET_NAMES = ("mnist", "fashion_mnist", "synthetic")
@@ -160,6 +162,18 @@ class TrainingConfig(Section):
     jit_compile: bool | Literal["auto"] = "auto"
 
 
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _check_import_path(value: Any) -> Any:
+    if isinstance(value, str) and _IMPORT_PATH.match(value):
+        return value
+    raise PydanticCustomError(
+        "import_path", "expected an import path like 'mypackage.layers:MyBlock', got {got}",
+        {"got": _short(value), "hint": "a module path, a colon, then the name defined in that module"},
+    )
+
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -171,10 +185,44 @@ class Config(Section):
     seed: int | None = None
     dataset: DatasetConfig
     model: ModelConfig
-    loss: Spec
+    # One loss for every output, or (several outputs) a mapping from output names to losses.
+    loss: Spec | dict[str, Spec]
+    # Keras's `compile(loss_weights=...)`: one weight per output, by name.
+    loss_weights: dict[str, float] | None = None
     optimizer: Spec = "adam"
-    metrics: list[Spec] = Field(default_factory=list)
+    metrics: list[Spec] | dict[str, list[Spec]] = Field(default_factory=list)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    # The only way a config brings in code: `package.module:Name` for the user's own layers, losses,
+    # metrics, ... imported when (and only when) listed here.
+    custom_objects: list[Annotated[str, BeforeValidator(_check_import_path)]] = Field(default_factory=list)
+    # Keras's safe_mode: off allows what can run arbitrary code or read arbitrary files (Lambda,
+    # TFSMLayer, lookup layers reading a vocabulary file) in the config and when the model is reloaded.
+    safe_mode: bool = True
+
+    @field_validator("loss", "metrics", "loss_weights")
+    @classmethod
+    def _per_output(cls, value: Any, info: ValidationInfo) -> Any:
+        model = info.data.get("model")
+        if model is None or not isinstance(value, dict):
+            return value
+        outputs = model.outputs or []
+        if info.field_name == "loss" and len(value) == 1 and isinstance(next(iter(value.values())), dict) \
+                and not set(value) <= set(outputs):
+            return value  # `{Huber: {delta: 1.0}}`: one loss with arguments
+        for key in value:
+            if key not in outputs:
+                if len(outputs) < 2:
+                    raise PydanticCustomError(
+                        "per_output",
+                        "'{key}' is not a model output; a mapping of {field} per output needs several outputs",
+                        {"key": key, "field": info.field_name,
+                         "hint": "list the output layers in model.outputs, or give one value for all"},
+                    )
+                raise PydanticCustomError(
+                    "unknown_output", "no model output named '{key}'",
+                    {"key": key, "hint": did_you_mean(key, outputs) or f"the outputs are: {', '.join(outputs)}"},
+                )
+        return value
 
     @field_validator("name")
     @classmethod
@@ -195,6 +243,10 @@ class LoadedConfig:
     config: Config
     source: SourceMap
     path: Path
+    # The key paths that held `${...}` references, with the text the user wrote.
+    references: dict[Path_, str] = field(default_factory=dict)
+    # The data as written (after extends, --set and references), before defaults were filled in.
+    written: dict[str, Any] = field(default_factory=dict)
 
     def locate(self, path: Path_) -> Location | None:
         """Where the key `path` (or its nearest parent) was written."""
@@ -258,26 +310,13 @@ def _load_file(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], Sou
     return _merge(base, data), base_source
 
 
-_KEY_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-
-
 def parse_key_path(text: str) -> Path_:
     """Parse `model.layers[2].Dense.units` into ('model', 'layers', 2, 'Dense', 'units')."""
-    parts: list[str | int] = []
-    pos = 0
-    while pos < len(text):
-        if text[pos] == "." and parts and pos + 1 < len(text):
-            pos += 1
-        match = _KEY_PART.match(text, pos)
-        if not match:
-            raise ConfigError(f"cannot read key path '{text}'", where=Location("--set"),
-                              hint="write it like training.epochs or model.layers[2].Dense.units")
-        parts.append(match.group(1) if match.group(1) is not None else int(match.group(2)))
-        pos = match.end()
-    if not parts or not isinstance(parts[0], str):
+    path = parse_ref(text)
+    if path is None:
         raise ConfigError(f"cannot read key path '{text}'", where=Location("--set"),
-                          hint="write it like training.epochs=3")
-    return tuple(parts)
+                          hint="write it like training.epochs=3 or model.layers[2].Dense.units=64")
+    return path
 
 
 def apply_override(data: dict[str, Any], source: SourceMap, override: str) -> None:
@@ -359,12 +398,40 @@ def _message(err: dict[str, Any]) -> tuple[str, str | None]:
     return err["msg"].removeprefix("Value error, "), ctx.get("hint")
 
 
-def _to_config_error(error: ValidationError, source: SourceMap, file: Path) -> ConfigError:
+def _is_branch(part: Any) -> bool:
+    return isinstance(part, str) and ("[" in part or part in ("str", "bool"))
+
+
+def _one_branch(errors: list[Any]) -> list[Any]:
+    """Of a union's failed branches, keep the errors that got furthest into the value.
+
+    `loss: {label: mse, aux: 5}` fails as one loss (at `loss`) and as a loss per output (at `loss.aux`);
+    only the second says what is wrong."""
+    def split(err: Any) -> tuple[tuple, bool]:
+        loc = err["loc"]
+        for i, part in enumerate(loc):
+            if _is_branch(part):
+                return loc[:i], i == len(loc) - 1
+        return loc, False
+
+    deeper = {split(e)[0] for e in errors if split(e)[0] != e["loc"] and not split(e)[1]}
+    kept, seen_roots = [], set()
+    for err in errors:
+        root, at_root = split(err)
+        if at_root:
+            if root in deeper or root in seen_roots:
+                continue
+            seen_roots.add(root)
+        kept.append(err)
+    return kept
+
+
+def _to_config_error(error: ValidationError, source: SourceMap, file: Path, prefix: Path_ = ()) -> ConfigError:
     """Turn pydantic's errors into one ConfigError about the first problem in file order."""
     found: list[tuple[Path_, str, str | None]] = []
-    for err in error.errors():
+    for err in _one_branch(error.errors()):
         # pydantic adds the union branch (`str`, `dict[...]`) to the location; users never wrote it.
-        path = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in ("str", "bool"))))
+        path = prefix + tuple(p for p in err["loc"] if not _is_branch(p))
         ctx = err.get("ctx") or {}
         if "key" in ctx:  # errors raised for one key of a section point at that key
             path = path + (ctx["key"],)
@@ -384,27 +451,89 @@ def _to_config_error(error: ValidationError, source: SourceMap, file: Path) -> C
     return ConfigError(message, where=where, key=dotted(path) or None, hint=hint)
 
 
-def validate(data: dict[str, Any], source: SourceMap, path: Path) -> LoadedConfig:
+def schema_default(path: Path_) -> tuple[bool, Any]:
+    """The default the schema gives the key `path` (found, value); not found for required keys."""
+    section: type[BaseModel] = Config
+    for i, part in enumerate(path):
+        info = section.model_fields.get(part) if isinstance(part, str) else None
+        if info is None:
+            return False, None
+        if i == len(path) - 1:
+            if info.is_required():
+                return False, None
+            value = info.get_default(call_default_factory=True)
+            if isinstance(value, BaseModel):
+                value = value.model_dump(mode="json")
+            return value is not None, value
+        if not (isinstance(info.annotation, type) and issubclass(info.annotation, Section)):
+            return False, None
+        section = info.annotation
+    return False, None
+
+
+class _DatasetFacts:
+    """`${dataset.num_classes}` and friends: asked of the dataset only when a config refers to them."""
+
+    def __init__(self, resolver_of: Callable[[], Resolver], source: SourceMap, path: Path) -> None:
+        self.resolver_of = resolver_of
+        self.source = source
+        self.path = path
+        self.info: Any = None
+
+    def __call__(self, target: Path_) -> tuple[bool, Any]:
+        if len(target) != 2 or target[0] != "dataset" or target[1] not in DATA_FACTS:
+            return False, None
+        if self.info is None:
+            resolver = self.resolver_of()
+            section = resolver.resolve_subtree(("dataset",))
+            try:
+                dataset = DatasetConfig.model_validate(section)
+            except ValidationError as error:
+                raise _to_config_error(error, self.source, self.path, ("dataset",)) from None
+            from dltrain import data  # numpy only; data.py itself imports this module
+
+            self.info = data.describe(dataset)
+        value = getattr(self.info, str(target[1]))
+        if value is None:
+            raise ConfigError(f"dataset '{self.info.name}' does not know its {target[1]}",
+                              where=self.source.locate(("dataset",)), key=dotted(target),
+                              hint="write the value instead of the reference")
+        return True, list(value) if isinstance(value, tuple) else value
+
+
+def resolve_references(data: dict[str, Any], source: SourceMap, path: Path) -> dict[Path_, str]:
+    """Resolve every `${...}` in `data` in place; return the keys that held references."""
+    resolver: Resolver | None = None
+    facts = _DatasetFacts(lambda: resolver, source, path)
+    resolver = Resolver(data, source, schema_default, facts)
+    resolver.resolve_all()
+    return resolver.references
+
+
+def validate(data: dict[str, Any], source: SourceMap, path: Path,
+             references: dict[Path_, str] | None = None) -> LoadedConfig:
     """Validate plain config data against the schema; fill a seed when none is given."""
+    written = copy.deepcopy(data)
     try:
         config = Config.model_validate(data)
     except ValidationError as error:
         raise _to_config_error(error, source, path) from None
     if config.seed is None:
         config.seed = secrets.randbelow(2**31)
-    loaded = LoadedConfig(config, source, path)
+    loaded = LoadedConfig(config, source, path, references or {}, written)
     check_graph(loaded)
     return loaded
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedConfig:
-    """Load a config file: resolve `extends`, apply `--set` overrides, validate."""
+    """Load a config file: resolve `extends`, apply `--set` overrides and `${...}` references, validate."""
     path = Path(path)
     data, source = _load_file(path, (path.resolve(),))
     data = copy.deepcopy(data)
     for override in overrides:
         apply_override(data, source, override)
-    return validate(data, source, path)
+    references = resolve_references(data, source, path)
+    return validate(data, source, path, references)
 
 
 # --- graph checks ----------------------------------------------------------------------------
@@ -416,6 +545,31 @@ def layer_refs(kwargs: dict[str, Any]) -> list[str] | None:
     if refs is None:
         return None
     return [refs] if isinstance(refs, str) else list(refs)
+
+
+def _cycle(layers: list[Any], index: dict[str, int], start: str, name: Any) -> list[str] | None:
+    """The loop `name -> start -> ... -> name` through `inputs:` references, if there is one."""
+    if not isinstance(name, str):
+        return None
+    seen: set[str] = set()
+
+    def walk(node: str, trail: list[str]) -> list[str] | None:
+        if node == name:
+            return trail
+        if node in seen or node not in index:
+            return None
+        seen.add(node)
+        i = index[node]
+        refs = layer_refs(split_spec(layers[i])[1])
+        if refs is None:  # the default input is the layer just before
+            previous = split_spec(layers[i - 1])[1].get("name") if i > 0 else None
+            refs = [previous] if isinstance(previous, str) else []
+        for ref in refs:
+            if isinstance(ref, str) and (found := walk(ref, trail + [ref])):
+                return found
+        return None
+
+    return walk(start, [name, start])
 
 
 def check_graph(loaded: LoadedConfig) -> None:
@@ -447,6 +601,13 @@ def check_graph(loaded: LoadedConfig) -> None:
                 used.add(ref)
                 continue
             if ref in later:
+                cycle = _cycle(model.layers, later, ref, kwargs.get("name"))
+                if cycle:
+                    flow = " -> ".join(reversed(cycle))  # the way data would flow
+                    raise loaded.error(ConfigError, path + ("inputs",),
+                                       f"layer '{ref}' takes itself as input" if len(cycle) == 2
+                                       else f"the layers form a cycle: {flow}",
+                                       hint="a model is a graph without loops; take an earlier layer as input")
                 raise loaded.error(ConfigError, path + ("inputs",),
                                    f"layer '{ref}' is defined later (model.layers[{later[ref]}])",
                                    hint="a layer can only take earlier layers as inputs")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dltrain import runs
 from dltrain.errors import DltrainError, RunError
-from dltrain.training import load_model
+from dltrain.training import load_run_model
 
 FORMATS = ("keras", "savedmodel", "weights")
 _DEFAULT_NAMES = {"keras": "model.keras", "savedmodel": "savedmodel", "weights": "model.weights.h5"}
@@ -18,7 +18,7 @@ def export_model(run_dir: Path, fmt: str, out: Path | None = None, *, overwrite:
     """Write the run's model in `fmt` to `out` (default: inside `<run>/export/`) and return the path."""
     if fmt not in FORMATS:
         raise DltrainError(f"unknown format '{fmt}'", hint=f"use one of: {', '.join(FORMATS)}")
-    model_file = runs.run_file(run_dir, runs.MODEL_FILE)
+    runs.run_file(run_dir, runs.MODEL_FILE)  # a missing model is the first thing to report
     out = out or run_dir / "export" / _DEFAULT_NAMES[fmt]
     if fmt == "weights" and not out.name.endswith(".weights.h5"):
         raise DltrainError(f"weights files must end in .weights.h5, got '{out.name}'",
@@ -28,7 +28,7 @@ def export_model(run_dir: Path, fmt: str, out: Path | None = None, *, overwrite:
     if out.exists() and not overwrite:
         raise RunError(f"'{out}' already exists", hint="choose another --out or pass --overwrite")
     out.parent.mkdir(parents=True, exist_ok=True)
-    model = load_model(model_file)
+    model = load_run_model(run_dir)
     if fmt == "keras":
         runs.save_model(model, out)
     elif fmt == "weights":

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import os
+import sys
 from functools import cache
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -12,6 +16,7 @@ import keras  # noqa: E402
 
 from dltrain.config import LoadedConfig, did_you_mean, split_spec
 from dltrain.errors import ConfigError, first_line
+from dltrain.runs import PYTHONPATH_FILE
 from dltrain.yamlsource import Path_
 
 _MODULES: dict[str, ModuleType] = {
@@ -81,12 +86,80 @@ def list_names(kind: str, pattern: str = "*") -> list[str]:
     return sorted(n for n in catalog(kind) if fnmatchcase(n, pattern))
 
 
+def _import(ref: str, loaded: LoadedConfig, path: Path_) -> Any:
+    module_name, _, attr = ref.partition(":")
+    for folder in reversed(import_folders(loaded)):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        raise loaded.error(ConfigError, path, f"cannot import '{module_name}': {error}",
+                           hint="put it next to the config or in the working folder, or pip install it") from None
+    except Exception as error:  # the user's module raised while importing; their code, their message
+        raise loaded.error(ConfigError, path, f"importing '{module_name}' failed: "
+                                              f"{type(error).__name__}: {first_line(error)}") from None
+    if not hasattr(module, attr):
+        names = [n for n in dir(module) if not n.startswith("_")]
+        raise loaded.error(ConfigError, path, f"'{module_name}' has no '{attr}'",
+                           hint=did_you_mean(attr, names) or f"it defines: {', '.join(names[:12])}")
+    return getattr(module, attr)
+
+
+def import_folders(loaded: LoadedConfig) -> list[str]:
+    """Where custom_objects are imported from: the config's folder, the working folder, and for a run
+    folder the folders recorded when it was trained."""
+    here = loaded.path.resolve().parent
+    folders = [str(here), os.getcwd()]
+    recorded = here / PYTHONPATH_FILE
+    if recorded.is_file():
+        folders += [line for line in recorded.read_text().splitlines() if line.strip()]
+    return list(dict.fromkeys(folders))
+
+
+def custom_folders(loaded: LoadedConfig) -> list[str]:
+    """The folders the config's custom modules were really imported from (recorded in the run folder)."""
+    folders = []
+    for ref in loaded.config.custom_objects:
+        module = sys.modules.get(ref.partition(":")[0])
+        file = getattr(module, "__file__", None)
+        if file is None:
+            continue
+        root = Path(file).resolve().parent
+        for _ in range(ref.partition(":")[0].count(".") + (Path(file).name == "__init__.py")):
+            root = root.parent
+        folders.append(str(root))
+    return list(dict.fromkeys(folders))
+
+
+def custom_objects(loaded: LoadedConfig) -> dict[str, Any]:
+    """The objects listed in `custom_objects`, imported, by name (also what `load_model` needs)."""
+    return {ref.partition(":")[2]: _import(ref, loaded, ("custom_objects", i))
+            for i, ref in enumerate(loaded.config.custom_objects)}
+
+
+def _fits(kind: str, obj: Any) -> bool:
+    base = _BASES.get(kind)
+    if inspect.isclass(obj):
+        return base is not None and issubclass(obj, base)
+    return callable(obj) and kind in ("loss", "metric", "activation")
+
+
 def lookup(kind: str, name: str, loaded: LoadedConfig, path: Path_) -> Any:
     """The Keras class or function called `name`, or a ConfigError with the nearest names."""
+    custom = custom_objects(loaded) if loaded.config.custom_objects else {}
+    if name in custom:
+        if not _fits(kind, custom[name]):
+            what = type(custom[name]).__name__ if not inspect.isclass(custom[name]) else \
+                next((k for k, b in _BASES.items() if issubclass(custom[name], b)), "class of another kind")
+            raise loaded.error(ConfigError, path, f"custom object '{name}' is a {what}, not a {kind}",
+                               hint=f"a {kind} here must subclass keras.{_MODULES[kind].__name__.split('.')[-1]}"
+                                    f".{_BASES[kind].__name__}" if kind in _BASES else None)
+        return custom[name]
     found = catalog(kind).get(name)
     if found is not None:
         return found
-    names = list(catalog(kind))
+    names = list(catalog(kind)) + list(custom)
     if kind == "metric":
         names += list(_COMPILE_METRICS)
     hint = did_you_mean(name, names) or f"see the names in keras.{_MODULES[kind].__name__.split('.')[-1]}"
@@ -158,6 +231,36 @@ def _nested(argument: str, value: Any, loaded: LoadedConfig, path: Path_) -> Any
     return value
 
 
+# Layers that run code or read files a config does not show; allowed only with `safe_mode: false`.
+_UNSAFE_LAYERS = {
+    "Lambda": "runs arbitrary Python code",
+    "TFSMLayer": "loads and runs a TensorFlow SavedModel from a path",
+}
+_VOCABULARY_LAYERS = ("StringLookup", "IntegerLookup", "TextVectorization")
+
+
+def _check_safe(name: str, kwargs: dict[str, Any], loaded: LoadedConfig, path: Path_) -> dict[str, Any]:
+    """Refuse what can run code or read files unless the config turns safe_mode off; resolve Lambda's function."""
+    safe = loaded.config.safe_mode
+    if name in _UNSAFE_LAYERS and safe:
+        raise loaded.error(ConfigError, path, f"{name} {_UNSAFE_LAYERS[name]}, so configs refuse it",
+                           hint="write a Layer subclass and list it in custom_objects, "
+                                "or set safe_mode: false if you trust this config")
+    if name in _VOCABULARY_LAYERS and isinstance(kwargs.get("vocabulary"), str) and safe:
+        raise loaded.error(ConfigError, path + ("vocabulary",),
+                           f"{name} would read its vocabulary from the file '{kwargs['vocabulary']}'",
+                           hint="give the vocabulary as a list, or set safe_mode: false if you trust this config")
+    if name == "Lambda" and isinstance(kwargs.get("function"), str):
+        custom = custom_objects(loaded)
+        function = custom.get(kwargs["function"])
+        if not callable(function):
+            raise loaded.error(ConfigError, path + ("function",),
+                               f"function '{kwargs['function']}' is not in custom_objects",
+                               hint="list it there, e.g. custom_objects: [mymodule:" + kwargs["function"] + "]")
+        kwargs = {**kwargs, "function": function}
+    return kwargs
+
+
 def build(kind: str, spec: str | dict[str, Any], loaded: LoadedConfig, path: Path_) -> Any:
     """Turn one config entry into a Keras object (`path` is where the entry was written)."""
     name, kwargs = split_spec(spec)
@@ -172,7 +275,10 @@ def build(kind: str, spec: str | dict[str, Any], loaded: LoadedConfig, path: Pat
             match = next((n for n in classes if n.lower() == camel), None)
             raise loaded.error(ConfigError, entry_path, f"'{name}' is a function and takes no arguments",
                                hint=f"use the class '{match}' to pass arguments" if match else None)
-        return name if kind in ("loss", "metric") else obj
+        # Keras's own loss and metric functions go to compile by name, which picks their Keras 3 wrappers.
+        return name if kind in ("loss", "metric") and catalog(kind).get(name) is obj else obj
+    if kind == "layer" and obj is catalog("layer").get(name):
+        kwargs = _check_safe(name, kwargs, loaded, entry_path)
     kwargs = {key: _nested(key, value, loaded, entry_path + (key,)) for key, value in kwargs.items()}
     check_arguments(obj, kwargs, loaded, entry_path)
     try:

@@ -19,6 +19,8 @@ MODEL_FILE = "model.keras"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 DATASET_FILE = "dataset.json"
+# Folders the run's custom_objects were imported from, one a line: the run folder alone can reload them.
+PYTHONPATH_FILE = "pythonpath.txt"
 
 
 def create_run(output_dir: Path, name: str) -> Path:

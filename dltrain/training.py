@@ -13,6 +13,7 @@ from typing import Any
 
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
+import tensorflow as tf
 
 from dltrain import data, registry, runs
 from dltrain.config import LoadedConfig, load_config
@@ -59,13 +60,38 @@ class _HistoryFile(keras.callbacks.Callback):
         runs.atomic_write_text(self.path, out.getvalue())
 
 
+def _losses(loaded: LoadedConfig) -> Any:
+    loss = loaded.config.loss
+    if per_output(loaded, loss):
+        return {out: registry.build("loss", spec, loaded, ("loss", out)) for out, spec in loss.items()}
+    return registry.build("loss", loss, loaded, ("loss",))
+
+
+def _metrics(loaded: LoadedConfig, outputs: list[str]) -> Any:
+    metrics = loaded.config.metrics
+    if isinstance(metrics, dict):
+        return {out: [registry.build("metric", m, loaded, ("metrics", out, i)) for i, m in enumerate(specs)]
+                for out, specs in metrics.items()}
+    if len(outputs) > 1:  # Keras wants metrics per output; each output gets its own metric objects
+        return {out: [registry.build("metric", m, loaded, ("metrics", i)) for i, m in enumerate(metrics)]
+                for out in outputs}
+    return [registry.build("metric", m, loaded, ("metrics", i)) for i, m in enumerate(metrics)]
+
+
+def per_output(loaded: LoadedConfig, value: Any) -> bool:
+    """Whether a loss or metrics value is a mapping from output names (rather than one spec)."""
+    outputs = loaded.config.model.outputs or []
+    return isinstance(value, dict) and len(outputs) > 1 and set(value) <= set(outputs)
+
+
 def compile_model(model: keras.Model, loaded: LoadedConfig) -> None:
     """Compile with the config's optimizer, loss, metrics and execution settings."""
     config = loaded.config
     model.compile(
         optimizer=registry.build("optimizer", config.optimizer, loaded, ("optimizer",)),
-        loss=registry.build("loss", config.loss, loaded, ("loss",)),
-        metrics=[registry.build("metric", m, loaded, ("metrics", i)) for i, m in enumerate(config.metrics)],
+        loss=_losses(loaded),
+        loss_weights=config.loss_weights,
+        metrics=_metrics(loaded, list(model.output_names)),
         steps_per_execution=config.training.steps_per_execution,
         jit_compile=config.training.jit_compile,
     )
@@ -77,6 +103,28 @@ def build_callbacks(loaded: LoadedConfig) -> list[keras.callbacks.Callback]:
             for i, spec in enumerate(loaded.config.training.callbacks)]
 
 
+def check_inputs(model: keras.Model, loaded: LoadedConfig, info: data.DatasetInfo) -> None:
+    """A model with several inputs needs a dataset with one array per input; built-ins give one."""
+    if len(model.inputs) > 1:
+        names = ", ".join(loaded.config.model.inputs or [])
+        raise loaded.error(ModelBuildError, ("model", "inputs"),
+                           f"the model has {len(model.inputs)} inputs ({names}) but dataset '{info.name}' gives "
+                           "one array per example", hint="use a single input, or a dataset with named features")
+
+
+def for_model(model: keras.Model, dataset: Any) -> Any:
+    """Give every output of a multi-output model the dataset's labels (auxiliary heads, deep supervision)."""
+    names = list(model.output_names)
+    if len(names) < 2:
+        return dataset
+
+    @tf.autograph.experimental.do_not_convert
+    def repeat_labels(x: Any, y: Any) -> tuple[Any, dict[str, Any]]:
+        return x, {name: y for name in names}
+
+    return dataset.map(repeat_labels)
+
+
 def _dry_run(model: keras.Model, loaded: LoadedConfig, splits: data.Splits) -> None:
     """Compute the loss on the examples with the smallest and largest labels, so a model that cannot fit
     the labels fails before any run folder exists."""
@@ -84,14 +132,19 @@ def _dry_run(model: keras.Model, loaded: LoadedConfig, splits: data.Splits) -> N
     pick = [int(labels.argmin()), int(labels.argmax())]
     x, y = splits.train.x[pick], splits.train.y[pick]
     try:
-        model.compute_loss(x=x, y=y, y_pred=model(x, training=False))
+        targets = {name: y for name in model.output_names} if len(model.outputs) > 1 else y
+        model.compute_loss(x=x, y=targets, y_pred=model(x, training=False))
     except Exception as error:  # shape and dtype errors arrive as several TF/Keras types
         classes = splits.info.num_classes
         hint = f"the dataset has {classes} classes; check the last layer's units and the loss" if classes else None
         raise loaded.error(ModelBuildError, ("loss",),
-                           f"the loss cannot compare the model's output {tuple(model.output.shape)} with the "
+                           f"the loss cannot compare the model's output {_shapes(model.outputs)} with the "
                            f"labels {tuple(splits.train.y.shape[1:]) or '(integers)'}: {first_line(error)}",
                            hint=hint) from None
+
+
+def _shapes(tensors: list[Any]) -> str:
+    return ", ".join(str(tuple(t.shape)) for t in tensors)
 
 
 def _split_logs(logs: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
@@ -107,19 +160,22 @@ def train(loaded: LoadedConfig, output_dir: Path = Path("outputs"), *, progress:
     keras.utils.set_random_seed(config.seed)
     splits = data.load(config.dataset, config.seed)
     model = build_model(loaded, splits.info.input_shape)
+    check_inputs(model, loaded, splits.info)
     compile_model(model, loaded)
     _dry_run(model, loaded, splits)
     user_callbacks = build_callbacks(loaded)
 
     batch_size = config.training.batch_size
-    train_ds = data.to_dataset(splits.train, batch_size, shuffle=config.training.shuffle,
-                               buffer=config.training.shuffle_buffer, seed=config.seed)
-    val_ds = data.to_dataset(splits.val, batch_size) if splits.val else None
-    test_ds = data.to_dataset(splits.test, batch_size)
+    train_ds = for_model(model, data.to_dataset(splits.train, batch_size, shuffle=config.training.shuffle,
+                                                buffer=config.training.shuffle_buffer, seed=config.seed))
+    val_ds = for_model(model, data.to_dataset(splits.val, batch_size)) if splits.val else None
+    test_ds = for_model(model, data.to_dataset(splits.test, batch_size))
 
     run_dir = runs.create_run(output_dir, config.name)
     runs.atomic_write_yaml(run_dir / runs.CONFIG_FILE, loaded.resolved())
     runs.atomic_write_json(run_dir / runs.DATASET_FILE, splits.info.to_json())
+    if config.custom_objects:
+        runs.atomic_write_text(run_dir / runs.PYTHONPATH_FILE, "".join(f + "\n" for f in registry.custom_folders(loaded)))
     history = _HistoryFile(run_dir / runs.HISTORY_FILE)
     callbacks = [*user_callbacks, history]
     if progress:
@@ -145,13 +201,21 @@ def train(loaded: LoadedConfig, output_dir: Path = Path("outputs"), *, progress:
     return TrainResult(run_dir, metrics, len(history.rows), history.epoch_seconds)
 
 
-def load_model(path: Path) -> keras.Model:
-    """Load a saved `.keras` model with Keras's safe_mode on (no arbitrary code from the file)."""
+def load_model(path: Path, loaded: LoadedConfig | None = None) -> keras.Model:
+    """Load a saved `.keras` model; safe_mode stays on unless the model's own config turned it off."""
+    custom = registry.custom_objects(loaded) if loaded is not None else {}
+    safe = loaded.config.safe_mode if loaded is not None else True
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        return keras.saving.load_model(path, custom_objects=custom, safe_mode=safe)
     except Exception as error:  # Keras raises ValueError, OSError, zipfile errors, ...
         raise DltrainError(f"cannot load model {path}: {first_line(error)}",
                            hint="is it a .keras file written by dltrain or Keras 3?") from None
+
+
+def load_run_model(run_dir: Path) -> keras.Model:
+    """The final model of a run folder, with the custom objects its config lists."""
+    loaded = load_config(runs.run_file(run_dir, runs.CONFIG_FILE))
+    return load_model(runs.run_file(run_dir, runs.MODEL_FILE), loaded)
 
 
 def evaluate(run_dir: Path | None = None, *, model_path: Path | None = None,
@@ -164,6 +228,6 @@ def evaluate(run_dir: Path | None = None, *, model_path: Path | None = None,
         raise DltrainError("give a run folder, or both --model and --config")
     loaded = load_config(config_path)
     splits = data.load(loaded.config.dataset, loaded.config.seed)
-    model = load_model(model_path)
-    test_ds = data.to_dataset(splits.test, loaded.config.training.batch_size)
+    model = load_model(model_path, loaded)
+    test_ds = for_model(model, data.to_dataset(splits.test, loaded.config.training.batch_size))
     return {k: float(v) for k, v in model.evaluate(test_ds, return_dict=True, verbose=0).items()}

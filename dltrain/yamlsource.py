@@ -83,9 +83,12 @@ def _syntax_error(error: yaml.MarkedYAMLError, filename: str, text: str) -> Conf
     lines = text.splitlines()
     source_line = lines[mark.line] if mark.line < len(lines) else ""
     caret = " " * mark.column + "^"
+    # `{units: ${dataset.num_classes}}`: in YAML's [ ] and { } forms a `{` starts a mapping.
+    hint = "inside [ ] or { }, quote a reference: \"${...}\"" if "${" in source_line[: mark.column + 2] else None
     return ConfigError(
         f"invalid YAML: {problem}\n  {source_line}\n  {caret}",
         where=_location(mark, filename),
+        hint=hint,
     )
 
 

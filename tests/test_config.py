@@ -181,8 +181,8 @@ def test_graph_references_are_checked(write_config):
     later = GRAPH.replace("Dense: {name: b, units: 8}", "Dense: {name: b, units: 8, inputs: c}").replace(
         "Add: {inputs: [a, b]}", "Add: {name: c, inputs: [a, b]}")
     assert error_of(write_config(later)) == (
-        "F:6:34: model.layers[1].Dense.inputs: layer 'c' is defined later (model.layers[2]) "
-        "(a layer can only take earlier layers as inputs)")
+        "F:6:34: model.layers[1].Dense.inputs: the layers form a cycle: b -> c -> b "
+        "(a model is a graph without loops; take an earlier layer as input)")
     unused = GRAPH.replace("Add: {inputs: [a, b]}", "Add: {inputs: [b, b]}").replace(
         "{name: b, units: 8}", "{name: b, units: 8, inputs: input}")
     assert error_of(write_config(unused)) == (
