@@ -123,6 +123,51 @@ def check(
     out.print(f"{model.count_params():,} parameters; config OK ({time.perf_counter() - start:.1f}s)")
 
 
+@app.command("config")
+@_errors_to_exit
+def config_(
+    config: Path = typer.Argument(..., help="The YAML config file."),
+    set_: Optional[list[str]] = SetOption,
+    explain: bool = typer.Option(False, "--explain", help="Show where each value came from."),
+) -> None:
+    """Print the fully resolved config (extends, --set and ${...} applied, defaults filled in).
+
+    It checks the schema, references and layer graph without importing TensorFlow; `dltrain check` also
+    checks Keras names and arguments and builds the model."""
+    from dltrain.config import load_config
+
+    loaded = load_config(config, set_ or [])
+    if not explain:
+        from dltrain.yamlsource import to_yaml
+
+        out.print(to_yaml(loaded.resolved()), markup=False, highlight=False, soft_wrap=True, end="")
+        return
+    from dltrain.explain import origins
+
+    rows = [(f"{o.key}: {json.dumps(o.value)}", o.source) for o in origins(loaded)]
+    width = max(len(text) for text, _ in rows)
+    for text, source in rows:  # plain lines: they fold nowhere and grep well
+        out.print(f"{text.ljust(width)}  # {source}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+@_errors_to_exit
+def schema(
+    out_path: Optional[Path] = typer.Option(None, "--out", help="Write to this file instead of printing."),
+) -> None:
+    """Write the JSON Schema of dltrain configs, for editor completion and checks (see the README)."""
+    from dltrain.schema import config_schema
+
+    text = json.dumps(config_schema(), indent=1) + "\n"
+    if out_path is None:
+        out.print(text, markup=False, highlight=False, soft_wrap=True, end="")
+        return
+    from dltrain.runs import atomic_write_text
+
+    atomic_write_text(out_path, text)
+    err.print(f"wrote {out_path}", markup=False, highlight=False)
+
+
 def main() -> None:
     """Entry point of the `dltrain` console script."""
     app()

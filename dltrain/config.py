@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -296,15 +297,16 @@ def _load_file(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], Sou
     where = source.locate(("extends",))
     if not isinstance(base_name, str):
         raise ConfigError("'extends' must be a path to a YAML file", where=where, key="extends")
-    base_path = (path.parent / base_name).resolve()
-    if base_path in chain:
-        cycle = " -> ".join(p.name for p in chain + (base_path,))
+    # Read it by the path as written (messages show `configs/base.yaml`); compare resolved paths for cycles.
+    base_path = Path(os.path.normpath(path.parent / base_name))
+    if base_path.resolve() in chain:
+        cycle = " -> ".join(p.name for p in chain + (base_path.resolve(),))
         raise ConfigError(f"'extends' forms a cycle: {cycle}", where=where, key="extends",
                           hint="remove one of the 'extends' lines")
     if not base_path.is_file():
         raise ConfigError(f"base config '{base_name}' not found", where=where, key="extends",
                           hint=f"the path is relative to {path.parent}")
-    base, base_source = _load_file(base_path, chain + (base_path,))
+    base, base_source = _load_file(base_path, chain + (base_path.resolve(),))
     source.positions.pop(("extends",), None)
     base_source.update(source)
     return _merge(base, data), base_source

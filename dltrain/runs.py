@@ -10,9 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
-import yaml
-
 from dltrain.errors import RunError
+from dltrain.yamlsource import to_yaml
 
 CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.keras"
@@ -84,7 +83,7 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 def atomic_write_yaml(path: Path, data: Any) -> None:
     """Write YAML atomically, keys in the order given."""
-    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
+    atomic_write_text(path, to_yaml(data))
 
 
 def save_model(model: Any, path: Path) -> None:

@@ -40,6 +40,11 @@ _Loader.add_implicit_resolver(
 )
 
 
+def to_yaml(data: Any) -> str:
+    """YAML text with keys in the order given: what `dltrain config` prints and a run's config.yaml holds."""
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, allow_unicode=True)
+
+
 def dotted(path: Path_) -> str:
     """Format a key path the way users read it: `model.layers[2].Dense.units`."""
     out = ""

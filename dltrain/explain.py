@@ -1,0 +1,58 @@
+"""Where each value of a resolved config came from: a file line, `--set`, a reference, or a default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dltrain.config import LoadedConfig
+from dltrain.yamlsource import Path_, dotted
+
+DEFAULT = "default"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """One leaf value of the resolved config and where it came from."""
+
+    key: str
+    value: Any
+    source: str
+
+
+def _leaves(value: Any, path: Path_ = ()) -> list[tuple[Path_, Any]]:
+    if isinstance(value, dict) and value:
+        return [leaf for key, item in value.items() for leaf in _leaves(item, path + (key,))]
+    if isinstance(value, list) and value:
+        return [leaf for i, item in enumerate(value) for leaf in _leaves(item, path + (i,))]
+    return [(path, value)]
+
+
+def _written(data: Any, path: Path_) -> bool:
+    node = data
+    for part in path:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return False
+    return True
+
+
+def _source(loaded: LoadedConfig, path: Path_) -> str:
+    if path == ("seed",) and not _written(loaded.written, path):
+        return "drawn at random"
+    for end in range(len(path), 0, -1):
+        if path[:end] in loaded.references:
+            where = loaded.locate(path[:end])
+            return f"{loaded.references[path[:end]]} at {where}" if where else loaded.references[path[:end]]
+    if not _written(loaded.written, path):
+        return DEFAULT
+    where = loaded.locate(path)
+    return str(where) if where else DEFAULT
+
+
+def origins(loaded: LoadedConfig) -> list[Origin]:
+    """Every leaf of the resolved config, in order, with the place its value came from."""
+    return [Origin(dotted(path), value, _source(loaded, path)) for path, value in _leaves(loaded.resolved())]

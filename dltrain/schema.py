@@ -1,0 +1,88 @@
+"""A JSON Schema of dltrain configs, for editors: key completion, Keras class and argument names."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from dltrain.config import DATASET_NAMES, Config
+
+SCHEMA_DRAFT = "https://json-schema.org/draft/2020-12/schema"
+_REFERENCE = {"type": "string", "pattern": r"\$\{[^{}]+\}", "description": "a ${key.path} reference"}
+# Where a config names Keras objects, and which kind of object each place takes.
+_SPEC_PLACES = (
+    (("$defs", "ModelConfig", "properties", "layers", "items"), "layer"),
+    (("properties", "optimizer"), "optimizer"),
+    (("properties", "loss"), "loss"),
+    (("properties", "metrics"), "metric"),
+    (("$defs", "TrainingConfig", "properties", "callbacks", "items"), "callback"),
+)
+
+
+def _allow_references(node: Any) -> Any:
+    """Every number, list or boolean may also be written as a `${...}` reference."""
+    if isinstance(node, dict):
+        node = {k: _allow_references(v) for k, v in node.items()}
+        if node.get("type") in ("integer", "number", "array", "boolean"):
+            return {"anyOf": [node, _REFERENCE]}
+        return node
+    if isinstance(node, list):
+        return [_allow_references(v) for v in node]
+    return node
+
+
+def _first_line(obj: Any) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def _spec_schema(kind: str) -> dict[str, Any]:
+    """A bare Keras name, or a one-key mapping from a Keras class to its keyword arguments."""
+    from dltrain import registry
+
+    names = registry.list_names(kind)
+    classes = {}
+    for name in names:
+        obj = registry.catalog(kind)[name]
+        if not inspect.isclass(obj) or name != obj.__name__:
+            continue
+        accepted, required = registry.accepted_arguments(obj)
+        arguments = {arg: {} for arg in sorted(accepted)}
+        if kind == "layer":
+            arguments["inputs"] = {"description": "earlier layers or model inputs this layer takes",
+                                   "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+        classes[name] = {"type": ["object", "null"], "description": _first_line(obj), "properties": arguments,
+                         "required": required}
+    # Names outside the enum stay valid: custom_objects add names Keras does not have.
+    return {"anyOf": [
+        {"type": "string", "enum": names},
+        {"type": "string"},
+        {"type": "object", "minProperties": 1, "maxProperties": 1, "properties": classes},
+    ]}
+
+
+def _set(schema: dict[str, Any], place: tuple[str, ...], value: dict[str, Any]) -> None:
+    node = schema
+    for part in place[:-1]:
+        node = node[part]
+    old = node.get(place[-1], {})
+    node[place[-1]] = {**{k: v for k, v in old.items() if k in ("default", "description")}, **value}
+
+
+def config_schema(keras_names: bool = True) -> dict[str, Any]:
+    """The JSON Schema of a config file; with `keras_names`, Keras's classes and their arguments."""
+    schema = Config.model_json_schema()
+    schema["properties"]["extends"] = {"type": "string", "description": "a base config this file extends"}
+    schema["$defs"]["DatasetConfig"]["properties"]["name"]["enum"] = list(DATASET_NAMES)
+    if keras_names:
+        for place, kind in _SPEC_PLACES:
+            spec = _spec_schema(kind)
+            if kind in ("loss", "metric"):
+                per_output = {"type": "object", "additionalProperties": spec if kind == "loss"
+                              else {"type": "array", "items": spec}}
+                listed = spec if kind == "loss" else {"type": "array", "items": spec}
+                _set(schema, place, {"anyOf": [listed, per_output]})
+            else:
+                _set(schema, place, spec)
+    schema = _allow_references(schema)
+    return {"$schema": SCHEMA_DRAFT, "title": "dltrain config", **schema}
