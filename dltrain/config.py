@@ -388,7 +388,9 @@ def _message(err: dict[str, Any]) -> tuple[str, str | None]:
     if kind in _EXPECTED:
         return f"expected {_EXPECTED[kind]}, got {_short(got)}", None
     if kind == "missing":
-        return "required key is missing", None
+        *parent, key = err["loc"]
+        where = f"under '{dotted(tuple(parent))}'" if parent else "at the top level"
+        return "required key is missing", f"add '{key}:' {where}"
     if kind in ("greater_than_equal", "greater_than", "less_than", "less_than_equal"):
         op = {"greater_than_equal": ">=", "greater_than": ">", "less_than": "<", "less_than_equal": "<="}[kind]
         bound = next(v for k, v in ctx.items() if k in ("ge", "gt", "lt", "le"))

@@ -284,5 +284,5 @@ def build(kind: str, spec: str | dict[str, Any], loaded: LoadedConfig, path: Pat
     try:
         return obj(**kwargs)
     except (ValueError, TypeError) as error:
-        raise loaded.error(ConfigError, entry_path,
-                           f"Keras rejected the arguments of {name}: {first_line(error)}") from None
+        raise loaded.error(ConfigError, entry_path, f"Keras rejected the arguments of {name}: {first_line(error)}",
+                           hint=f"check each value's type and range against help(keras.{_MODULES[kind].__name__.split('.')[-1]}.{name})") from None

@@ -86,10 +86,13 @@ def _syntax_error(error: yaml.MarkedYAMLError, filename: str, text: str) -> Conf
     if mark is None:
         return ConfigError(f"invalid YAML: {problem}", where=Location(filename))
     lines = text.splitlines()
-    source_line = lines[mark.line] if mark.line < len(lines) else ""
+    # One space per tab keeps the caret under its column (terminals would widen a tab).
+    source_line = (lines[mark.line] if mark.line < len(lines) else "").replace("\t", " ")
     caret = " " * mark.column + "^"
     # `{units: ${dataset.num_classes}}`: in YAML's [ ] and { } forms a `{` starts a mapping.
     hint = "inside [ ] or { }, quote a reference: \"${...}\"" if "${" in source_line[: mark.column + 2] else None
+    if "'\\t'" in problem:
+        hint = "YAML indents with spaces; replace the tab"
     return ConfigError(
         f"invalid YAML: {problem}\n  {source_line}\n  {caret}",
         where=_location(mark, filename),
