@@ -20,15 +20,21 @@ _SPEC_PLACES = (
 
 
 def _allow_references(node: Any) -> Any:
-    """Every number, list or boolean may also be written as a `${...}` reference."""
-    if isinstance(node, dict):
-        node = {k: _allow_references(v) for k, v in node.items()}
-        if node.get("type") in ("integer", "number", "array", "boolean"):
-            return {"anyOf": [node, _REFERENCE]}
-        return node
+    """Every number, boolean or shape may also be written as a `${...}` reference."""
     if isinstance(node, list):
         return [_allow_references(v) for v in node]
-    return node
+    if not isinstance(node, dict):
+        return node
+    if node.get("type") in ("integer", "number", "boolean") or (
+            node.get("type") == "array" and _scalar(node.get("items", {}))):
+        return {"anyOf": [node, _REFERENCE]}
+    return {k: _allow_references(v) for k, v in node.items()}
+
+
+def _scalar(node: dict[str, Any]) -> bool:
+    """Integers, numbers, or a choice between them and null (an input shape's items)."""
+    kinds = [n.get("type") for n in node.get("anyOf", [node])]
+    return bool(kinds) and all(k in ("integer", "number", "null") for k in kinds)
 
 
 def _first_line(obj: Any) -> str:
