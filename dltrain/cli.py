@@ -168,7 +168,10 @@ def list_runs(
     if not found:
         out.print(f"no runs in {output_dir}", markup=False, highlight=False)
         return
-    table = Table("run", "status", "epochs", "started", "note", title=f"runs in {output_dir}")
+    table = Table(title=f"runs in {output_dir}")
+    for column in ("run", "status", "epochs", "started"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("note", ratio=1)
     for info in found:
         epochs = f"{info.epoch if info.epoch is not None else '?'}/{info.epochs or '?'}"
         table.add_row(info.path.name, info.state, epochs, info.started or "", info.message or "")

@@ -236,7 +236,8 @@ def _diverged(model: keras.Model, run_dir: Path, recorder: EpochRecorder, error:
     """Keep the last finite checkpoint and write model.keras from it, never from the broken weights."""
     message = f"training diverged: {error}"
     if isinstance(error, NonFiniteLoss):
-        message = f"training diverged: the loss became {error.value} in epoch {error.epoch + 1}, step {error.step + 1}"
+        # No step number: with steps_per_execution > 1 Keras reports only the end of a group of steps.
+        message = f"training diverged: the loss became {error.value} in epoch {error.epoch + 1}"
     last = checkpoint.load(run_dir)
     if last is None:
         kept = "no epoch finished, so no model was saved"
