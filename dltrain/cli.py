@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dltrain.errors import DltrainError
+from dltrain.errors import DltrainError, RunInterrupted
 
 app = typer.Typer(
     name="dltrain",
@@ -29,14 +29,20 @@ SetOption = typer.Option(None, "--set", metavar="KEY.PATH=VALUE",
 
 
 def _errors_to_exit(command: Callable) -> Callable:
-    """Turn library errors into a one-line message and exit status 1."""
+    """Turn library errors into a one-line message and their exit status (1 unless the README says else)."""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except RunInterrupted as stop:  # not an error: the user asked for it, and the run can go on
+            err.print(f"interrupted: {stop}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(stop.exit_code) from None
         except DltrainError as error:
             err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+            raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:  # Ctrl-C before training started or after it ended: nothing half-written
+            err.print("interrupted")
+            raise typer.Exit(130) from None
     return wrapper
 
 
@@ -55,14 +61,41 @@ def train(
     set_: Optional[list[str]] = SetOption,
     output_dir: Path = typer.Option(Path("outputs"), "--output-dir", help="Where run folders are created."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show live progress bars."),
+    resume_dir: Optional[Path] = typer.Option(None, "--resume", metavar="RUN_DIR",
+                                              help="Continue this interrupted run with CONFIG instead of starting one."),
+    force: bool = typer.Option(False, "--force", help="With --resume: accept a config that differs from the run's."),
 ) -> None:
     """Train the model a config describes, evaluate it, and save everything in a new run folder."""
     from dltrain.config import load_config
 
     loaded = load_config(config, set_ or [])
-    from dltrain.training import train as run_training
+    from dltrain import training
 
-    result = run_training(loaded, output_dir, progress=progress)
+    if resume_dir is not None:
+        result = training.resume(resume_dir, loaded, force=force, progress=progress)
+    else:
+        result = training.train(loaded, output_dir, progress=progress)
+    _show_result(result)
+
+
+@app.command()
+@_errors_to_exit
+def resume(
+    run_dir: Path = typer.Argument(..., help="The run folder of an interrupted run."),
+    force: bool = typer.Option(False, "--force", help="Resume even if the run's config.yaml was edited."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show live progress bars."),
+) -> None:
+    """Continue an interrupted run from its last checkpoint; it needs nothing but the run folder."""
+    from dltrain import training
+
+    _show_result(training.resume(run_dir, force=force, progress=progress))
+
+
+def _show_result(result) -> None:
+    for note in result.notes:
+        err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+    if result.resumed_from is not None:
+        out.print(f"resumed after epoch {result.resumed_from}")
     out.print(_metrics_table(result.metrics))
     if result.epoch_seconds:
         out.print(f"{result.epochs} epochs, {sum(result.epoch_seconds) / len(result.epoch_seconds):.2f} s/epoch")
@@ -166,6 +199,32 @@ def schema(
 
     atomic_write_text(out_path, text)
     err.print(f"wrote {out_path}", markup=False, highlight=False)
+
+
+@app.command("runs")
+@_errors_to_exit
+def list_runs(
+    output_dir: Path = typer.Argument(Path("outputs"), help="The folder that holds the run folders."),
+) -> None:
+    """List the runs in OUTPUT_DIR, newest first, with their state and how to resume an interrupted one."""
+    from dltrain.runs import list_runs as find_runs
+
+    found = find_runs(output_dir)
+    if not found:
+        out.print(f"no runs in {output_dir}", markup=False, highlight=False)
+        return
+    table = Table(title=f"runs in {output_dir}")
+    for column in ("run", "status", "epochs", "started"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("note", ratio=1)
+    for info in found:
+        epochs = f"{info.epoch if info.epoch is not None else '?'}/{info.epochs or '?'}"
+        table.add_row(info.path.name, info.state, epochs, info.started or "", info.message or "")
+    out.print(table)
+    # Commands on lines of their own: a table cell would wrap them on a narrow terminal.
+    for info in found:
+        if info.resume:
+            out.print(f"resume {info.path.name}: {info.resume}", markup=False, highlight=False, soft_wrap=True)
 
 
 def main() -> None:

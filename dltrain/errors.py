@@ -21,7 +21,9 @@ class Location:
 
 
 class DltrainError(Exception):
-    """Base of every error the CLI shows as a one-line message with exit status 1."""
+    """Base of every error the CLI shows as a one-line message with exit status `exit_code` (1)."""
+
+    exit_code = 1
 
     def __init__(
         self,
@@ -64,6 +66,22 @@ class DataError(DltrainError):
 
 class RunError(DltrainError):
     """A run folder is missing, incomplete or cannot be written."""
+
+
+class RunInterrupted(RunError):
+    """A signal stopped training; the model and the last epoch's checkpoint are saved and it can resume."""
+
+    def __init__(self, message: str, *, signal_number: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.signal_number = signal_number
+        # The shell's convention for a process ended by a signal: 130 for SIGINT, 143 for SIGTERM.
+        self.exit_code = 128 + signal_number
+
+
+class RunDiverged(RunError):
+    """The loss (or a weight) became NaN or infinite; the last finite checkpoint is kept."""
+
+    exit_code = 3
 
 
 def first_line(error: BaseException, limit: int = 300) -> str:

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import shutil
-import time
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
+import numpy as np
 import tensorflow as tf
+import yaml
 
-from dltrain import data, registry, runs
+from dltrain import checkpoint, data, registry, runs
+from dltrain.checkpoint import Checkpoint, EpochRecorder, NonFiniteWeights
 from dltrain.config import LoadedConfig, load_config
-from dltrain.errors import DltrainError, ModelBuildError, first_line
+from dltrain.epochs import EpochRandomness
+from dltrain.errors import DltrainError, ModelBuildError, RunDiverged, RunError, RunInterrupted, first_line
+from dltrain.guard import Guard, NonFiniteLoss, StopRequested
 from dltrain.model import build_model
 from dltrain.progress import RichProgress
 
@@ -34,30 +37,9 @@ class TrainResult:
     metrics: dict[str, dict[str, float]]
     epochs: int
     epoch_seconds: list[float] = field(default_factory=list)
-
-
-class _HistoryFile(keras.callbacks.Callback):
-    """Writes history.csv atomically after every epoch and times the epochs."""
-
-    def __init__(self, path: Path):
-        super().__init__()
-        self.path = path
-        self.rows: list[dict[str, float]] = []
-        self.epoch_seconds: list[float] = []
-        self._start = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.epoch_seconds.append(time.perf_counter() - self._start)
-        self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
-                          "seconds": round(self.epoch_seconds[-1], 4)})
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(self.rows[-1]))
-        writer.writeheader()
-        writer.writerows(self.rows)
-        runs.atomic_write_text(self.path, out.getvalue())
+    # The epoch a resumed run continued after (None for a fresh run), and what the user should know.
+    resumed_from: int | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def _losses(loaded: LoadedConfig) -> Any:
@@ -153,8 +135,8 @@ def _split_logs(logs: dict[str, float]) -> tuple[dict[str, float], dict[str, flo
     return train, val
 
 
-def train(loaded: LoadedConfig, output_dir: Path = Path("outputs"), *, progress: bool = True) -> TrainResult:
-    """Train the configured model; write config, history, model and metrics to a new run folder."""
+def _prepare(loaded: LoadedConfig) -> tuple[keras.Model, data.Splits, list[keras.callbacks.Callback]]:
+    """Seed, load the data, build and compile the model, and check the loss on two examples."""
     config = loaded.config
     keras.backend.clear_session()  # fresh layer names and graph state, then the seed
     keras.utils.set_random_seed(config.seed)
@@ -163,42 +145,167 @@ def train(loaded: LoadedConfig, output_dir: Path = Path("outputs"), *, progress:
     check_inputs(model, loaded, splits.info)
     compile_model(model, loaded)
     _dry_run(model, loaded, splits)
-    user_callbacks = build_callbacks(loaded)
+    return model, splits, build_callbacks(loaded)
 
-    batch_size = config.training.batch_size
-    train_ds = for_model(model, data.to_dataset(splits.train, batch_size, shuffle=config.training.shuffle,
-                                                buffer=config.training.shuffle_buffer, seed=config.seed))
+
+def train(loaded: LoadedConfig, output_dir: Path = Path("outputs"), *, progress: bool = True) -> TrainResult:
+    """Train the configured model; write config, history, checkpoints, model and metrics to a new run folder."""
+    model, splits, user_callbacks = _prepare(loaded)
+    run_dir = runs.create_run(output_dir, loaded.config.name)
+    runs.atomic_write_yaml(run_dir / runs.CONFIG_FILE, loaded.resolved())
+    runs.atomic_write_json(run_dir / runs.DATASET_FILE, splits.info.to_json())
+    if loaded.config.custom_objects:
+        runs.atomic_write_text(run_dir / runs.PYTHONPATH_FILE,
+                               "".join(f + "\n" for f in registry.custom_folders(loaded)))
+    return _fit(loaded, model, splits, user_callbacks, run_dir, None, progress=progress)
+
+
+def resume(run_dir: Path, loaded: LoadedConfig | None = None, *, force: bool = False,
+           progress: bool = True) -> TrainResult:
+    """Continue an interrupted run from its last checkpoint, with its own config or (`loaded`) a given one.
+
+    A config that differs from the one the run started with is refused unless `force`.
+    """
+    config_file = runs.run_file(run_dir, runs.CONFIG_FILE)
+    info = runs.run_info(run_dir)
+    status = runs.read_status(run_dir) or {}
+    if info is not None and info.state == "running":
+        raise RunError(f"'{run_dir}' is still being trained (process {status.get('pid')})",
+                       hint="stop that process first (Ctrl-C), then resume")
+    last = checkpoint.load(run_dir)
+    notes = list(last.notes) if last else []
+    started_with = last.config if last else yaml.safe_load(config_file.read_text())
+    if loaded is None:
+        loaded = load_config(config_file)
+    elif ("seed",) not in loaded.source.positions and isinstance(started_with.get("seed"), int):
+        loaded.config.seed = started_with["seed"]  # a config without a seed continues with the run's seed
+    changes = runs.changed_keys(started_with, loaded.resolved())
+    if changes:
+        listed = ", ".join(f"{key} ({old} -> {new})" for key, old, new in changes)
+        if not force:
+            raise RunError(f"the config changed since '{run_dir}' started: {listed}",
+                           hint="pass --force to resume with the changed config, or start a new run")
+        notes.append(f"resumed with a changed config: {listed}")
+    done = last.epoch if last else 0
+    if last is None and int(status.get("epoch") or 0) > 0:
+        raise RunError(f"'{run_dir}' finished {status['epoch']} epochs but has no checkpoint",
+                       hint=f"it cannot continue; start a new run with: dltrain train {config_file}")
+    epochs = loaded.config.training.epochs
+    if info is not None and info.state == "finished" and done >= epochs:
+        raise RunError(f"'{run_dir}' already finished all {epochs} epochs",
+                       hint=f"to train longer: dltrain train {config_file} --resume {run_dir} "
+                            f"--set training.epochs={epochs + 5} --force")
+    model, splits, user_callbacks = _prepare(loaded)
+    if last is not None:
+        checkpoint.restore(model, last)
+    if changes:
+        runs.atomic_write_yaml(config_file, loaded.resolved())
+    result = _fit(loaded, model, splits, user_callbacks, run_dir, last, progress=progress)
+    result.resumed_from = done
+    result.notes = notes + result.notes
+    return result
+
+
+def _fit(loaded: LoadedConfig, model: keras.Model, splits: data.Splits, user_callbacks: list,
+         run_dir: Path, start: Checkpoint | None, *, progress: bool) -> TrainResult:
+    """Fit from `start` (or from scratch), recording every epoch; then evaluate and save."""
+    config = loaded.config
+    epochs, batch_size = config.training.epochs, config.training.batch_size
+    randomness = EpochRandomness(config.seed)
+    if config.training.shuffle:
+        train_ds = randomness.dataset(splits.train, batch_size, config.training.shuffle_buffer)
+    else:
+        train_ds = data.to_dataset(splits.train, batch_size)
+    train_ds = for_model(model, train_ds)
     val_ds = for_model(model, data.to_dataset(splits.val, batch_size)) if splits.val else None
     test_ds = for_model(model, data.to_dataset(splits.test, batch_size))
 
-    run_dir = runs.create_run(output_dir, config.name)
-    runs.atomic_write_yaml(run_dir / runs.CONFIG_FILE, loaded.resolved())
-    runs.atomic_write_json(run_dir / runs.DATASET_FILE, splits.info.to_json())
-    if config.custom_objects:
-        runs.atomic_write_text(run_dir / runs.PYTHONPATH_FILE, "".join(f + "\n" for f in registry.custom_folders(loaded)))
-    history = _HistoryFile(run_dir / runs.HISTORY_FILE)
-    callbacks = [*user_callbacks, history]
+    history = start.history if start else []
+    recorder = EpochRecorder(run_dir, loaded.resolved(), epochs, history)
+    checkpoint.write_history(run_dir / runs.HISTORY_FILE, history)  # drop rows of epochs not checkpointed
+    guard = Guard()
+    # The guard goes first: no later callback sees a batch after a signal or a non-finite loss. The
+    # recorder goes after the user's callbacks, so a checkpoint holds what they changed (a reduced LR).
+    callbacks = [guard, randomness, *user_callbacks, recorder]
+    bar = None
     if progress:
-        callbacks.append(RichProgress(config.training.epochs, math.ceil(len(splits.train) / batch_size)))
-    try:
-        model.fit(train_ds, validation_data=val_ds, epochs=config.training.epochs, callbacks=callbacks,
-                  shuffle=False, verbose=0)  # the tf.data pipeline shuffles
-    except Exception as error:
-        # Nothing was trained: leave no half-made run behind.
-        if int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 0:
-            shutil.rmtree(run_dir, ignore_errors=True)
-            raise TrainingError(f"training failed at the first step: {first_line(error)}",
-                                where=loaded.locate(("model",)), key="model") from None
-        raise
-    test = {k: float(v) for k, v in model.evaluate(test_ds, return_dict=True, verbose=0).items()}
-    runs.save_model(model, run_dir / runs.MODEL_FILE)
-    train_metrics, val_metrics = _split_logs(history.rows[-1]) if history.rows else ({}, {})
-    train_metrics.pop("epoch", None)
-    train_metrics.pop("seconds", None)
-    metrics = {"train": train_metrics, "val": val_metrics, "test": test}
-    runs.atomic_write_json(run_dir / runs.METRICS_FILE,
-                           {**metrics, "epochs": len(history.rows), "epoch_seconds": history.epoch_seconds})
-    return TrainResult(run_dir, metrics, len(history.rows), history.epoch_seconds)
+        bar = RichProgress(epochs, math.ceil(len(splits.train) / batch_size))
+        callbacks.append(bar)
+    initial_epoch = start.epoch if start else 0
+    runs.write_status(run_dir, "running", epoch=initial_epoch, epochs=epochs)
+    with guard.handling_signals():
+        try:
+            model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
+                      callbacks=callbacks, shuffle=False, verbose=0)  # the tf.data pipeline shuffles
+        except StopRequested as stop:
+            _close(bar)
+            raise _interrupted(model, run_dir, recorder, stop) from None
+        except (NonFiniteLoss, NonFiniteWeights) as error:
+            _close(bar)
+            raise _diverged(model, run_dir, recorder, error) from None
+        except Exception as error:
+            _close(bar)
+            # Nothing was trained in a new run: leave no half-made run behind.
+            if start is None and int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 0:
+                shutil.rmtree(run_dir, ignore_errors=True)
+                raise TrainingError(f"training failed at the first step: {first_line(error)}",
+                                    where=loaded.locate(("model",)), key="model") from None
+            runs.write_status(run_dir, "failed", epoch=len(recorder.rows), epochs=epochs, message=first_line(error))
+            raise
+        # A signal from here on lets the run finish (evaluating and saving take seconds); a second one
+        # ends the process at once, and every file is still whole.
+        test = {k: float(v) for k, v in model.evaluate(test_ds, return_dict=True, verbose=0).items()}
+        runs.save_model(model, run_dir / runs.MODEL_FILE)
+        train_metrics, val_metrics = _split_logs(recorder.rows[-1]) if recorder.rows else ({}, {})
+        train_metrics.pop("epoch", None)
+        train_metrics.pop("seconds", None)
+        metrics = {"train": train_metrics, "val": val_metrics, "test": test}
+        runs.atomic_write_json(run_dir / runs.METRICS_FILE,
+                               {**metrics, "epochs": len(recorder.rows), "epoch_seconds": recorder.epoch_seconds})
+        runs.write_status(run_dir, "finished", epoch=len(recorder.rows), epochs=epochs)
+    return TrainResult(run_dir, metrics, len(recorder.rows), recorder.epoch_seconds)
+
+
+def _close(bar: RichProgress | None) -> None:
+    if bar is not None:
+        bar.on_train_end()  # Keras skips it when fit raises; the live display must stop
+
+
+def _finite(model: keras.Model) -> bool:
+    return all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in model.weights
+               if np.issubdtype(np.dtype(w.dtype), np.floating))
+
+
+def _interrupted(model: keras.Model, run_dir: Path, recorder: EpochRecorder, stop: StopRequested) -> RunInterrupted:
+    """Save the model as it is now (the checkpoint of the last whole epoch is already on disk)."""
+    name = signal.Signals(stop.signal_number).name
+    done = len(recorder.rows)
+    saved = "the checkpoint"
+    if _finite(model):
+        runs.save_model(model, run_dir / runs.MODEL_FILE)
+        saved = "the model and the checkpoint"
+    runs.write_status(run_dir, "interrupted", epoch=done, epochs=recorder.epochs, message=f"stopped by {name}")
+    return RunInterrupted(f"stopped by {name} in epoch {stop.epoch + 1}/{recorder.epochs}; {saved} after "
+                          f"epoch {done} saved in {run_dir}",
+                          signal_number=stop.signal_number, hint=f"resume with: {runs.resume_command(run_dir)}")
+
+
+def _diverged(model: keras.Model, run_dir: Path, recorder: EpochRecorder, error: Exception) -> RunDiverged:
+    """Keep the last finite checkpoint and write model.keras from it, never from the broken weights."""
+    message = f"training diverged: {error}"
+    if isinstance(error, NonFiniteLoss):
+        # No step number: with steps_per_execution > 1 Keras reports only the end of a group of steps.
+        message = f"training diverged: the loss became {error.value} in epoch {error.epoch + 1}"
+    last = checkpoint.load(run_dir)
+    if last is None:
+        kept = "no epoch finished, so no model was saved"
+    else:
+        checkpoint.restore(model, last)
+        runs.save_model(model, run_dir / runs.MODEL_FILE)
+        kept = f"model.keras and {checkpoint.CHECKPOINT_FILE} hold the last finite weights (after epoch {last.epoch})"
+    runs.write_status(run_dir, "diverged", epoch=len(recorder.rows), epochs=recorder.epochs, message=message)
+    return RunDiverged(f"{message}; {kept}", hint="lower optimizer's learning_rate, or clip gradients "
+                                                   "(clipnorm) in the optimizer's arguments")
 
 
 def load_model(path: Path, loaded: LoadedConfig | None = None) -> keras.Model:

@@ -126,7 +126,7 @@ BROKEN = [
      "(configs hold plain data only: names, numbers, strings, lists and mappings)"),
     (("batch_size: 32", "batch_size: 32\n  batch_size: 64"), (),
      "F:22:3: training.batch_size: duplicate key 'batch_size' (YAML keeps only the last one; remove one of them)"),
-    (("loss: sparse_categorical_crossentropy\n", ""), (), "F: loss: required key is missing"),
+    (("loss: sparse_categorical_crossentropy\n", ""), (), "F: loss: required key is missing (add 'loss:' at the top level)"),
     (("  train_size: 240", "  train_size: 240\n  num_class: 3"), (),
      "F:8:3: dataset.num_class: unknown key 'num_class' (did you mean 'num_classes'?)"),
     (("    - Dropout: {rate: 0.1}", "    - Dropout: {rate: 0.1, inputs: nowhere}"), (),

@@ -66,7 +66,8 @@ BROKEN = [
      "F:12:26: model.layers[0].Dense.activation: unknown activation 'rleu' (did you mean 'relu' or 'relu6'?)"),
     (("Dropout: {rate: 0.1}", "Dropout: {rate: high}"),
      "F:13:7: model.layers[1].Dropout: Keras rejected the arguments of Dropout: "
-     "'<=' not supported between instances of 'int' and 'str'"),
+     "'<=' not supported between instances of 'int' and 'str' "
+     "(check each value's type and range against help(keras.layers.Dropout))"),
     (("Dropout: {rate: 0.1}", "Conv2D: {filters: 4, kernel_size: 3}"),
      "F:13:7: model.layers[1].Conv2D: Conv2D cannot take input of shape (None, 16): Input 0 with name 'None' of "
      "layer 'conv2d' is incompatible with the layer: expected min_ndim=4, found ndim=2. Full shape received: "
