@@ -7,7 +7,7 @@ import difflib
 import os
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal
 
@@ -308,6 +308,8 @@ def _load_file(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], Sou
                           hint=f"the path is relative to {path.parent}")
     base, base_source = _load_file(base_path, chain + (base_path.resolve(),))
     source.positions.pop(("extends",), None)
+    for key, loc in base_source.positions.items():
+        base_source.positions[key] = replace(loc, via=(f"{where}",) + loc.via)
     base_source.update(source)
     return _merge(base, data), base_source
 
@@ -443,8 +445,9 @@ def _to_config_error(error: ValidationError, source: SourceMap, file: Path, pref
         found.append((path, message, hint))
 
     def order(item: tuple[Path_, str, str | None]) -> tuple[int, int]:
+        # Missing keys (no line of their own) come last: a misspelt key explains why one is missing.
         loc = source.locate(item[0])
-        return (loc.line or 0, loc.column or 0) if loc else (0, 0)
+        return (loc.line or 0, loc.column or 0) if loc and loc.line else (10**9, 0)
 
     found.sort(key=order)
     path, message, hint = found[0]

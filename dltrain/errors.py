@@ -13,11 +13,14 @@ class Location:
     file: str
     line: int | None = None
     column: int | None = None
+    # The `extends:` lines that brought this file in, from the file the user named down to this one.
+    via: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        if self.line is None:
-            return self.file
-        return f"{self.file}:{self.line}:{self.column}"
+        text = self.file if self.line is None else f"{self.file}:{self.line}:{self.column}"
+        if self.via:
+            text += f" (via extends at {' -> '.join(self.via)})"
+        return text
 
 
 class DltrainError(Exception):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dltrain.config import LoadedConfig
@@ -46,11 +46,12 @@ def _source(loaded: LoadedConfig, path: Path_) -> str:
     for end in range(len(path), 0, -1):
         if path[:end] in loaded.references:
             where = loaded.locate(path[:end])
-            return f"{loaded.references[path[:end]]} at {where}" if where else loaded.references[path[:end]]
+            return f"{loaded.references[path[:end]]} at {replace(where, via=())}" if where \
+                else loaded.references[path[:end]]
     if not _written(loaded.written, path):
         return DEFAULT
     where = loaded.locate(path)
-    return str(where) if where else DEFAULT
+    return str(replace(where, via=())) if where else DEFAULT  # the file and line say enough here
 
 
 def origins(loaded: LoadedConfig) -> list[Origin]:

@@ -90,8 +90,8 @@ def test_extends_error_points_into_the_file_that_has_the_mistake(write_config, t
     write_config(SYNTHETIC.replace("batch_size: 32", "batch_sise: 32"), "base.yaml")
     child = write_config("extends: base.yaml\n", "child.yaml")
     message = error_of(child)
-    assert message == (f"{tmp_path / 'base.yaml'}:21:3: training.batch_sise: unknown key 'batch_sise' "
-                       "(did you mean 'batch_size'?)")
+    assert message == (f"{tmp_path / 'base.yaml'}:21:3 (via extends at F:1:1): training.batch_sise: "
+                       "unknown key 'batch_sise' (did you mean 'batch_size'?)")
 
 
 def test_extends_cycle_is_an_error(write_config, tmp_path):
