@@ -87,6 +87,14 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_folder(result.stdout)
 
 
+def train_until_epoch(tmp_path: Path, epoch: int) -> tuple[subprocess.Popen, Path]:
+    """Start the slow config in a real process; return once `epoch` epochs are checkpointed."""
+    config = tmp_path / "slow.yaml"
+    config.write_text(SLOW)
+    process = start_training(config, tmp_path / "out")
+    return process, wait_for_epoch(process, tmp_path / "out", epoch)
+
+
 def copy_run(run: Path, to: Path) -> Path:
     copy = to / run.name
     shutil.copytree(run, copy)
@@ -95,10 +103,7 @@ def copy_run(run: Path, to: Path) -> Path:
 
 @pytest.mark.slow
 def test_kill_9_in_epoch_3_of_5_then_resume_is_bit_identical(tmp_path: Path, reference):
-    config = tmp_path / "slow.yaml"
-    config.write_text(SLOW)
-    process = start_training(config, tmp_path / "out")
-    run = wait_for_epoch(process, tmp_path / "out", 2)
+    process, run = train_until_epoch(tmp_path, 2)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL
@@ -124,10 +129,7 @@ def test_kill_9_in_epoch_3_of_5_then_resume_is_bit_identical(tmp_path: Path, ref
 
 @pytest.mark.slow
 def test_sigterm_stops_within_2_s_saves_and_resumes(tmp_path: Path, reference):
-    config = tmp_path / "slow.yaml"
-    config.write_text(SLOW)
-    process = start_training(config, tmp_path / "out")
-    run = wait_for_epoch(process, tmp_path / "out", 1)
+    process, run = train_until_epoch(tmp_path, 1)
     sent = time.monotonic()
     process.send_signal(signal.SIGTERM)
     stopped = process.stderr.readline()  # printed once training stopped and the model was saved
@@ -146,7 +148,7 @@ def test_sigterm_stops_within_2_s_saves_and_resumes(tmp_path: Path, reference):
     assert weights(run)  # the model saved at the stop loads (safe_mode)
     assert not [p for p in run.iterdir() if p.name.startswith(".")], "temp files left behind"
 
-    resumed = invoke("train", config, "--resume", run, "--no-progress")
+    resumed = invoke("train", tmp_path / "slow.yaml", "--resume", run, "--no-progress")
     assert resumed.exit_code == 0, resumed.output
     assert max_difference(weights(run), reference) == 0.0
 
