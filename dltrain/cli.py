@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -44,6 +45,17 @@ def _errors_to_exit(command: Callable) -> Callable:
             err.print("interrupted")
             raise typer.Exit(130) from None
     return wrapper
+
+
+def _print_table(table: Table) -> None:
+    """Print a table; into a pipe or file at its natural width, so no line is cut or wrapped."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    from rich.measure import Measurement
+
+    probe = Console(width=10_000)
+    Console(width=max(20, Measurement.get(probe, probe.options, table).maximum)).print(table)
 
 
 def _metrics_table(rows: dict[str, dict[str, float]]) -> Table:
@@ -99,7 +111,13 @@ def _show_result(result) -> None:
     out.print(_metrics_table(result.metrics))
     if result.epoch_seconds:
         out.print(f"{result.epochs} epochs, {sum(result.epoch_seconds) / len(result.epoch_seconds):.2f} s/epoch")
+    if result.weights_epoch is not None and result.weights_epoch != result.epochs:
+        out.print(f"EarlyStopping restored the weights of epoch {result.weights_epoch}: the model, best.keras and "
+                  "the rows above are that epoch's", markup=False, highlight=False, soft_wrap=True)
     out.print(f"run folder: {result.run_dir}", markup=False, highlight=False, soft_wrap=True)
+    if result.tensorboard_dir is not None:
+        out.print(f"curves: tensorboard --logdir {shlex.quote(str(result.tensorboard_dir))}",
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -205,26 +223,128 @@ def schema(
 @_errors_to_exit
 def list_runs(
     output_dir: Path = typer.Argument(Path("outputs"), help="The folder that holds the run folders."),
+    sort: str = typer.Option("date", "--sort", help="date (newest first), name, status, epochs, val, test "
+                                                    "(best first) or duration (longest first)."),
+    filters: Optional[list[str]] = typer.Option(None, "--filter", metavar="KEY=VALUE",
+                                                help="Only runs whose name (name=mnist*), status (status=finished) or "
+                                                     "config value (training.epochs=5) matches (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON."),
 ) -> None:
-    """List the runs in OUTPUT_DIR, newest first, with their state and how to resume an interrupted one."""
-    from dltrain.runs import list_runs as find_runs
+    """List the runs in OUTPUT_DIR: status, epochs, best validation and test metric, training time."""
+    from dltrain.overview import duration, run_summaries
 
-    found = find_runs(output_dir)
-    if not found:
-        out.print(f"no runs in {output_dir}", markup=False, highlight=False)
+    found = run_summaries(output_dir, sort=sort, filters=filters or [])
+    if as_json:
+        out.print_json(json.dumps([s.to_json() for s in found]))
         return
+    if not found:
+        out.print(f"no runs in {output_dir}" + (" match" if filters else ""), markup=False, highlight=False)
+        return
+    metrics = {s.metric for s in found}
+    shared = metrics.pop() if len(metrics) == 1 else None
     table = Table(title=f"runs in {output_dir}")
-    for column in ("run", "status", "epochs", "started"):
-        table.add_column(column, no_wrap=True)
+    for column in ("run", "status", "epochs", "started", f"best val_{shared}" if shared else "best val",
+                   f"test {shared}" if shared else "test", "train time"):
+        table.add_column(column, no_wrap=True, justify="right" if column.startswith(("best", "test", "train")) else "left")
     table.add_column("note", ratio=1)
-    for info in found:
+    for s in found:
+        info = s.info
+        label = "" if shared else f"{s.metric} "
+        best = f"{label}{s.best_val[0]:.4f} (epoch {s.best_val[1]})" if s.best_val else ""
+        test = f"{label}{s.test:.4f}" if s.test is not None else ""
         epochs = f"{info.epoch if info.epoch is not None else '?'}/{info.epochs or '?'}"
-        table.add_row(info.path.name, info.state, epochs, info.started or "", info.message or "")
-    out.print(table)
+        started = (info.started or "").replace("T", " ")
+        table.add_row(s.name, info.state, epochs, started, best, test, duration(s.seconds) if s.rows else "",
+                      info.message or "")
+    _print_table(table)
     # Commands on lines of their own: a table cell would wrap them on a narrow terminal.
-    for info in found:
-        if info.resume:
-            out.print(f"resume {info.path.name}: {info.resume}", markup=False, highlight=False, soft_wrap=True)
+    for s in found:
+        if s.info.resume:
+            out.print(f"resume {s.name}: {s.info.resume}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+@_errors_to_exit
+def compare(
+    run_dirs: list[Path] = typer.Argument(..., metavar="RUN RUN...", help="Two or more run folders."),
+    plot_path: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png",
+                                             help="Also write one PNG with the runs' validation curves overlaid."),
+) -> None:
+    """Show the config keys that differ between runs, and their metrics side by side."""
+    from dltrain.compare import compare as compare_runs, plot
+
+    found = compare_runs(run_dirs)
+    names = [s.name for s in found.runs]
+    if found.differences:
+        table = Table("config key", *names, title="config differences")
+        for key, cells in found.differences:
+            table.add_row(key, *cells)
+        _print_table(table)
+    else:
+        out.print("the configs are the same", markup=False, highlight=False)
+    table = Table("metric", *names, title="metrics")
+    for label, cells in found.metrics:
+        table.add_row(label, *cells)
+    _print_table(table)
+    if plot_path is not None:
+        written = plot(found, plot_path)
+        out.print(f"wrote {written}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+@_errors_to_exit
+def predict(
+    run_dir: Path = typer.Argument(..., help="A run folder made by `dltrain train`."),
+    inputs: list[Path] = typer.Argument(..., metavar="INPUT...",
+                                        help="Image files, a CSV (one example per row), or an .npz/.npy of arrays."),
+    top_k: int = typer.Option(3, "--top-k", min=1, help="How many classes to show per input (classifiers)."),
+    out_path: Optional[Path] = typer.Option(None, "--out", metavar="FILE.csv",
+                                            help="Write all predictions as CSV instead of printing a table."),
+    best: bool = typer.Option(False, "--best", help="Use best.keras (the best epoch) instead of model.keras."),
+) -> None:
+    """Predict with a trained run: top-k classes with probabilities for classifiers, else the outputs."""
+    from dltrain.predict import format_top, predict as run_predict
+
+    found = run_predict(run_dir, inputs, best=best)
+    for note in found.notes:
+        err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+    if out_path is not None:
+        from dltrain.runs import atomic_write_text
+
+        atomic_write_text(out_path, found.to_csv())
+        out.print(f"wrote {len(found.inputs)} predictions to {out_path}", markup=False, highlight=False, soft_wrap=True)
+        return
+    if found.probabilities is not None:
+        k = min(top_k, found.probabilities.shape[1])
+        table = Table("input", *(["prediction"] + [f"#{i}" for i in range(2, k + 1)]))
+        for name, top in zip(found.inputs, found.top(k)):
+            table.add_row(name, *format_top(top))
+    else:
+        flat = found.outputs.reshape(len(found.outputs), -1)
+        table = Table("input", *(f"output_{i}" for i in range(flat.shape[1])))
+        for name, row in zip(found.inputs, flat):
+            table.add_row(name, *(f"{v:.4g}" for v in row))
+    _print_table(table)
+
+
+@app.command()
+@_errors_to_exit
+def plot(
+    run_dir: Path = typer.Argument(..., help="A run folder, finished or still training."),
+    curves_only: bool = typer.Option(False, "--curves-only",
+                                     help="Only the learning curves (no model or data loading)."),
+) -> None:
+    """(Re)draw a run's plots in RUN_DIR/plots, also while it is still training.
+
+    Learning curves from history.csv; for a finished classifier also the confusion matrix and the
+    misclassified test examples."""
+    from dltrain.report import redraw
+
+    written = redraw(run_dir, test_plots=not curves_only)
+    if not written:
+        out.print(f"nothing to plot yet: {run_dir} has no finished epoch", markup=False, highlight=False)
+    for path in written:
+        out.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
 
 
 def main() -> None:

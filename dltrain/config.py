@@ -161,6 +161,25 @@ class TrainingConfig(Section):
     # because small models are bound by per-step Python overhead, not by arithmetic.
     steps_per_execution: int = Field(50, ge=1)
     jit_compile: bool | Literal["auto"] = "auto"
+    # Keras's TensorBoard callback writing <run>/tensorboard/ (scalars each epoch, the graph).
+    tensorboard: bool = True
+
+
+class MlflowConfig(Section):
+    """Where MLflow records a run; the names are MLflow's own."""
+
+    # None: MLflow's default ($MLFLOW_TRACKING_URI, else ./mlruns).
+    tracking_uri: str | None = None
+    # None: the run's name.
+    experiment_name: str | None = None
+    # Where a new experiment keeps its artifacts (MLflow's default: beside the store or ./mlartifacts).
+    artifact_location: str | None = None
+
+
+class TrackingConfig(Section):
+    """Optional experiment tracking."""
+
+    mlflow: MlflowConfig | None = None
 
 
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
@@ -199,6 +218,8 @@ class Config(Section):
     # Keras's safe_mode: off allows what can run arbitrary code or read arbitrary files (Lambda,
     # TFSMLayer, lookup layers reading a vocabulary file) in the config and when the model is reloaded.
     safe_mode: bool = True
+    # Optional experiment tracking (MLflow); runs are always recorded in their run folder.
+    tracking: TrackingConfig | None = None
 
     @field_validator("loss", "metrics", "loss_weights")
     @classmethod
@@ -248,6 +269,8 @@ class LoadedConfig:
     references: dict[Path_, str] = field(default_factory=dict)
     # The data as written (after extends, --set and references), before defaults were filled in.
     written: dict[str, Any] = field(default_factory=dict)
+    # The `--set` overrides, as given (a run folder keeps them in overrides.txt).
+    overrides: list[str] = field(default_factory=list)
 
     def locate(self, path: Path_) -> Location | None:
         """Where the key `path` (or its nearest parent) was written."""
@@ -540,7 +563,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     for override in overrides:
         apply_override(data, source, override)
     references = resolve_references(data, source, path)
-    return validate(data, source, path, references)
+    loaded = validate(data, source, path, references)
+    loaded.overrides = list(overrides)
+    return loaded
 
 
 # --- graph checks ----------------------------------------------------------------------------

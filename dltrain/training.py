@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from dltrain import checkpoint, data, registry, runs
+from dltrain import checkpoint, data, registry, report, runs, tracking
 from dltrain.checkpoint import Checkpoint, EpochRecorder, NonFiniteWeights
 from dltrain.config import LoadedConfig, load_config
 from dltrain.epochs import EpochRandomness
@@ -40,6 +40,9 @@ class TrainResult:
     # The epoch a resumed run continued after (None for a fresh run), and what the user should know.
     resumed_from: int | None = None
     notes: list[str] = field(default_factory=list)
+    # The epoch whose weights model.keras holds (earlier than `epochs` when EarlyStopping restored the best).
+    weights_epoch: int | None = None
+    tensorboard_dir: Path | None = None
 
 
 def _losses(loaded: LoadedConfig) -> Any:
@@ -138,6 +141,7 @@ def _split_logs(logs: dict[str, float]) -> tuple[dict[str, float], dict[str, flo
 def _prepare(loaded: LoadedConfig) -> tuple[keras.Model, data.Splits, list[keras.callbacks.Callback]]:
     """Seed, load the data, build and compile the model, and check the loss on two examples."""
     config = loaded.config
+    tracking.check_installed(loaded)
     keras.backend.clear_session()  # fresh layer names and graph state, then the seed
     keras.utils.set_random_seed(config.seed)
     splits = data.load(config.dataset, config.seed)
@@ -157,6 +161,7 @@ def train(loaded: LoadedConfig, output_dir: Path = Path("outputs"), *, progress:
     if loaded.config.custom_objects:
         runs.atomic_write_text(run_dir / runs.PYTHONPATH_FILE,
                                "".join(f + "\n" for f in registry.custom_folders(loaded)))
+    report.write_start(run_dir, loaded, model)
     return _fit(loaded, model, splits, user_callbacks, run_dir, None, progress=progress)
 
 
@@ -200,6 +205,7 @@ def resume(run_dir: Path, loaded: LoadedConfig | None = None, *, force: bool = F
         checkpoint.restore(model, last)
     if changes:
         runs.atomic_write_yaml(config_file, loaded.resolved())
+    report.write_resume(run_dir, loaded, bool(changes))
     result = _fit(loaded, model, splits, user_callbacks, run_dir, last, progress=progress)
     result.resumed_from = done
     result.notes = notes + result.notes
@@ -224,9 +230,16 @@ def _fit(loaded: LoadedConfig, model: keras.Model, splits: data.Splits, user_cal
     recorder = EpochRecorder(run_dir, loaded.resolved(), epochs, history)
     checkpoint.write_history(run_dir / runs.HISTORY_FILE, history)  # drop rows of epochs not checkpointed
     guard = Guard()
+    try:
+        extras = report.RunExtras(loaded, run_dir, history, user_callbacks, splits.val is not None)
+    except DltrainError:
+        if start is None:  # nothing trained yet (MLflow unreachable): leave no half-made run behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     # The guard goes first: no later callback sees a batch after a signal or a non-finite loss. The
     # recorder goes after the user's callbacks, so a checkpoint holds what they changed (a reduced LR).
-    callbacks = [guard, randomness, *user_callbacks, recorder]
+    # TensorBoard, best.keras and MLflow come after the checkpoint: it is the file that must not be missed.
+    callbacks = [guard, randomness, *user_callbacks, recorder, *extras.callbacks()]
     bar = None
     if progress:
         bar = RichProgress(epochs, math.ceil(len(splits.train) / batch_size))
@@ -239,12 +252,15 @@ def _fit(loaded: LoadedConfig, model: keras.Model, splits: data.Splits, user_cal
                       callbacks=callbacks, shuffle=False, verbose=0)  # the tf.data pipeline shuffles
         except StopRequested as stop:
             _close(bar)
+            extras.end("KILLED")
             raise _interrupted(model, run_dir, recorder, stop) from None
         except (NonFiniteLoss, NonFiniteWeights) as error:
             _close(bar)
+            extras.end("FAILED")
             raise _diverged(model, run_dir, recorder, error) from None
         except Exception as error:
             _close(bar)
+            extras.end("FAILED")
             # Nothing was trained in a new run: leave no half-made run behind.
             if start is None and int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 0:
                 shutil.rmtree(run_dir, ignore_errors=True)
@@ -256,14 +272,31 @@ def _fit(loaded: LoadedConfig, model: keras.Model, splits: data.Splits, user_cal
         # ends the process at once, and every file is still whole.
         test = {k: float(v) for k, v in model.evaluate(test_ds, return_dict=True, verbose=0).items()}
         runs.save_model(model, run_dir / runs.MODEL_FILE)
-        train_metrics, val_metrics = _split_logs(recorder.rows[-1]) if recorder.rows else ({}, {})
+        # The train and val rows come from the epoch whose weights were tested: the last one, or the one
+        # EarlyStopping(restore_best_weights=True) went back to.
+        weights_epoch = _restored_epoch(user_callbacks) or len(recorder.rows)
+        row = next((r for r in recorder.rows if int(r.get("epoch", 0)) == weights_epoch),
+                   recorder.rows[-1] if recorder.rows else None)
+        train_metrics, val_metrics = _split_logs(row) if row else ({}, {})
         train_metrics.pop("epoch", None)
         train_metrics.pop("seconds", None)
         metrics = {"train": train_metrics, "val": val_metrics, "test": test}
         runs.atomic_write_json(run_dir / runs.METRICS_FILE,
-                               {**metrics, "epochs": len(recorder.rows), "epoch_seconds": recorder.epoch_seconds})
+                               {**metrics, "epochs": len(recorder.rows), "weights_epoch": weights_epoch,
+                                "epoch_seconds": recorder.epoch_seconds})
+        notes = extras.finish(model, splits, test, len(recorder.rows), batch_size, recorder.rows)
         runs.write_status(run_dir, "finished", epoch=len(recorder.rows), epochs=epochs)
-    return TrainResult(run_dir, metrics, len(recorder.rows), recorder.epoch_seconds)
+    return TrainResult(run_dir, metrics, len(recorder.rows), recorder.epoch_seconds, notes=notes,
+                       weights_epoch=weights_epoch, tensorboard_dir=extras.tensorboard_dir)
+
+
+def _restored_epoch(user_callbacks: list) -> int | None:
+    """The epoch (1-based) whose weights an EarlyStopping with restore_best_weights put back, if any."""
+    for callback in user_callbacks:
+        if isinstance(callback, keras.callbacks.EarlyStopping) and callback.restore_best_weights \
+                and callback.best_weights is not None:
+            return int(callback.best_epoch) + 1
+    return None
 
 
 def _close(bar: RichProgress | None) -> None:

@@ -33,7 +33,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config.write_text(SYNTHETIC)
     result = invoke("train", config, "--output-dir", root / "outputs", "--no-progress")
     assert result.exit_code == 0, result.output
-    match = re.search(r"run folder: (.+)$", result.stdout.strip())
+    match = re.search(r"^run folder: (.+)$", result.stdout.strip(), re.M)
     return Path(match.group(1))
 
 

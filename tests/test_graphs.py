@@ -31,7 +31,7 @@ def invoke(*args):
 def train(config: Path, out: Path) -> Path:
     result = invoke("train", config, "--output-dir", out, "--no-progress")
     assert result.exit_code == 0, result.output
-    return Path(re.search(r"run folder: (.+)$", result.stdout.strip()).group(1))
+    return Path(re.search(r"^run folder: (.+)$", result.stdout.strip(), re.M).group(1))
 
 
 MULTI = """\

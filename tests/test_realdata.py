@@ -30,7 +30,7 @@ def test_fashion_mnist_subset_trains_evaluates_and_exports(tmp_path: Path):
         "--set", "dataset.train_size=12000", "--set", "dataset.test_size=2000", "--set", "training.epochs=2",
     ])
     assert result.exit_code == 0, result.output
-    run = Path(re.search(r"run folder: (.+)$", result.stdout.strip()).group(1))
+    run = Path(re.search(r"^run folder: (.+)$", result.stdout.strip(), re.M).group(1))
     metrics = json.loads((run / "metrics.json").read_text())
     # 12k real images, 2 epochs: well above the 0.10 of chance, near the full run's 0.87.
     assert metrics["test"]["accuracy"] > 0.78

@@ -32,7 +32,7 @@ def invoke(*args: object):
 
 
 def run_folder(output: str) -> Path:
-    return Path(re.search(r"run folder: (.+)$", output.strip()).group(1))
+    return Path(re.search(r"^run folder: (.+)$", output.strip(), re.M).group(1))
 
 
 def weights(run_dir: Path) -> list[np.ndarray]:

@@ -1,0 +1,168 @@
+"""PNG plots of a run: learning curves, a confusion matrix, misclassified examples, and run comparisons.
+
+matplotlib is imported on first use (never by the CLI at start-up) and draws with the Agg backend, so
+plots work without a display, in CI and over ssh.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dltrain import history, runs
+
+PLOTS_DIR = "plots"
+CONFUSION_FILE = "confusion_matrix.png"
+MISCLASSIFIED_FILE = "misclassified.png"
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure: Any, path: Path) -> Path:
+    """Write a figure as PNG atomically (a reader never sees half a file) and free it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with runs.atomic_path(path) as tmp:
+            figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    finally:
+        _pyplot().close(figure)
+    return path
+
+
+def draw_curves(run_dir: Path, rows: list[dict[str, float]] | None = None) -> list[Path]:
+    """One PNG per metric (loss, accuracy, ...): train and validation per epoch, best validation marked."""
+    rows = history.read_history(run_dir) if rows is None else rows
+    if not rows:
+        return []
+    plt = _pyplot()
+    epochs = [int(row.get("epoch", i + 1)) for i, row in enumerate(rows)]
+    written = []
+    for name in history.metric_names(rows):
+        figure, axes = plt.subplots(figsize=(6, 4))
+        axes.plot(epochs, [row.get(name, math.nan) for row in rows], marker="o", label=f"train {name}")
+        val = f"val_{name}"
+        if any(val in row for row in rows):
+            axes.plot(epochs, [row.get(val, math.nan) for row in rows], marker="o", label=f"validation {name}")
+            best = history.best_epoch(rows, val)
+            if best is not None:
+                axes.axvline(best[1], color="grey", linestyle=":", label=f"best {val} {best[0]:.4g} (epoch {best[1]})")
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(name)
+        axes.set_title(f"{run_dir.name}: {name}")
+        axes.xaxis.get_major_locator().set_params(integer=True)
+        axes.grid(alpha=0.3)
+        axes.legend()
+        written.append(_save(figure, run_dir / PLOTS_DIR / f"{_file_name(name)}.png"))
+    return written
+
+
+def _file_name(metric: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in metric)
+
+
+def draw_confusion(path: Path, y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> Path:
+    """A confusion matrix (rows: true class, columns: predicted), with counts and the accuracy."""
+    plt = _pyplot()
+    classes = len(class_names)
+    matrix = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(matrix, (y_true.astype(int), y_pred.astype(int)), 1)
+    size = max(4.0, 0.55 * classes + 2)
+    figure, axes = plt.subplots(figsize=(size + 1, size))
+    image = axes.imshow(matrix, cmap="Blues")
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    axes.set_xticks(range(classes), class_names, rotation=45, ha="right")
+    axes.set_yticks(range(classes), class_names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    accuracy = np.trace(matrix) / max(1, matrix.sum())
+    axes.set_title(f"test split: {matrix.sum()} examples, accuracy {accuracy:.4f}")
+    if classes <= 20:
+        threshold = matrix.max() / 2
+        for i in range(classes):
+            for j in range(classes):
+                axes.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
+                          color="white" if matrix[i, j] > threshold else "black")
+    return _save(figure, path)
+
+
+def is_image(shape: tuple[int, ...]) -> bool:
+    """Whether examples of this shape can be shown as pictures: (H, W), (H, W, 1) or (H, W, 3)."""
+    return (len(shape) == 2 and min(shape) >= 4) or (len(shape) == 3 and shape[-1] in (1, 3) and min(shape[:2]) >= 4)
+
+
+def draw_misclassified(path: Path, x: np.ndarray, y_true: np.ndarray, probabilities: np.ndarray,
+                       class_names: list[str], limit: int = 16) -> Path | None:
+    """A grid of the test images the model got most confidently wrong, with true and predicted class."""
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != y_true)
+    if not len(wrong):
+        return None
+    confidence = probabilities[wrong, predicted[wrong]]
+    picked = wrong[np.argsort(-confidence)][:limit]
+    plt = _pyplot()
+    columns = min(4, len(picked))
+    lines = math.ceil(len(picked) / columns)
+    figure, grid = plt.subplots(lines, columns, figsize=(2.4 * columns, 2.7 * lines), squeeze=False)
+    for axes in grid.flat:
+        axes.axis("off")
+    for axes, i in zip(grid.flat, picked):
+        image = np.asarray(x[i], dtype=np.float32)
+        if image.ndim == 3 and image.shape[-1] == 1:
+            image = image[..., 0]
+        if image.ndim == 3:  # colour: matplotlib wants [0, 1] floats
+            low, high = float(image.min()), float(image.max())
+            image = (image - low) / (high - low) if high > low else image * 0
+        axes.imshow(image, cmap="gray" if image.ndim == 2 else None)
+        axes.set_title(f"true: {class_names[int(y_true[i])]}\npred: {class_names[int(predicted[i])]} "
+                       f"({probabilities[i, predicted[i]]:.2f})", fontsize=8)
+    figure.suptitle(f"most confident mistakes ({len(wrong)} of {len(y_true)} test examples wrong)", fontsize=10)
+    return _save(figure, path)
+
+
+def draw_test_plots(run_dir: Path, x: np.ndarray, y: np.ndarray, probabilities: np.ndarray,
+                    class_names: list[str]) -> list[Path]:
+    """The confusion matrix and (for image data) the misclassified examples of the test split."""
+    written = [draw_confusion(run_dir / PLOTS_DIR / CONFUSION_FILE, y, probabilities.argmax(axis=1), class_names)]
+    if is_image(tuple(x.shape[1:])):
+        grid = draw_misclassified(run_dir / PLOTS_DIR / MISCLASSIFIED_FILE, x, y, probabilities, class_names)
+        if grid is not None:
+            written.append(grid)
+    return written
+
+
+def draw_comparison(curves: list[tuple[str, list[dict[str, float]]]], path: Path) -> Path:
+    """One PNG with the runs' validation curves overlaid, one panel per metric."""
+    plt = _pyplot()
+    names = list(dict.fromkeys(m for _, rows in curves for m in history.metric_names(rows)))
+    panels = [m for m in names if any(f"val_{m}" in row for _, rows in curves for row in rows)]
+    prefix = "val_"
+    if not panels:  # runs without a validation split: compare the training curves
+        panels, prefix = names, ""
+    if not panels:
+        from dltrain.errors import RunError
+
+        raise RunError("none of the runs has finished an epoch yet", hint="there are no curves to compare")
+    figure, grid = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    for axes, metric in zip(grid.flat, panels):
+        column = prefix + metric
+        for label, rows in curves:
+            points = [(int(row.get("epoch", i + 1)), row[column]) for i, row in enumerate(rows) if column in row]
+            if points:
+                axes.plot(*zip(*points), marker="o", label=label)
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(column)
+        axes.set_title(column)
+        axes.xaxis.get_major_locator().set_params(integer=True)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+    return _save(figure, path)

@@ -1,0 +1,138 @@
+"""What a run folder holds besides checkpoints: overrides, environment, model summary, TensorBoard logs,
+best.keras, plots and (optionally) MLflow tracking. training.py calls in here at the start and the end."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
+import keras
+import numpy as np
+
+from dltrain import data, envinfo, plots, runs, tracking
+from dltrain.best import BestModel, monitored
+from dltrain.config import LoadedConfig
+from dltrain.errors import first_line
+
+OVERRIDES_FILE = "overrides.txt"
+SUMMARY_FILE = "summary.txt"
+TENSORBOARD_DIR = "tensorboard"
+
+
+def model_summary(model: keras.Model) -> str:
+    """Keras's model summary as plain text."""
+    lines: list[str] = []
+    # Keras renders the summary on a Rich console that is 80 columns wide when not on a terminal (and
+    # crops the table's last column); Rich and Keras both size it from $COLUMNS.
+    previous = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "104"
+    try:
+        model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=100)
+    finally:
+        if previous is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = previous
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_start(run_dir: Path, loaded: LoadedConfig, model: keras.Model) -> None:
+    """overrides.txt (the --set lines), env.json and summary.txt of a new run."""
+    runs.atomic_write_text(run_dir / OVERRIDES_FILE, "".join(line + "\n" for line in loaded.overrides))
+    envinfo.record(run_dir, loaded.resolved(), loaded.path)
+    runs.atomic_write_text(run_dir / SUMMARY_FILE, model_summary(model))
+
+
+def write_resume(run_dir: Path, loaded: LoadedConfig, changed: bool) -> None:
+    """A resume adds its environment to env.json, and its --set lines to overrides.txt when they changed the run."""
+    envinfo.record(run_dir, loaded.resolved(), loaded.path, resumed=True)
+    if changed and loaded.overrides:
+        path = run_dir / OVERRIDES_FILE
+        before = path.read_text() if path.is_file() else ""
+        stamp = datetime.now().isoformat(timespec="seconds")
+        lines = "".join(line + "\n" for line in loaded.overrides)
+        runs.atomic_write_text(path, f"{before}# resumed with --force at {stamp}:\n{lines}")
+
+
+class RunExtras:
+    """The callbacks that record a run beyond its checkpoints, and what they write when it ends."""
+
+    def __init__(self, loaded: LoadedConfig, run_dir: Path, past: list[dict[str, float]],
+                 user_callbacks: list[Any], has_validation: bool):
+        self.run_dir = run_dir
+        self.notes: list[str] = []
+        self.tensorboard = None
+        if loaded.config.training.tensorboard:
+            if importlib.util.find_spec("tensorboard") is None:
+                self.notes.append("TensorBoard logs not written: the tensorboard package is not installed "
+                                  "(pip install tensorboard)")
+            else:
+                # Steps are epoch numbers, so a resumed run's curves continue where they stopped.
+                self.tensorboard = keras.callbacks.TensorBoard(str(run_dir / TENSORBOARD_DIR), write_graph=True)
+        monitor, mode = monitored(user_callbacks, has_validation)
+        self.best = BestModel(run_dir, monitor, mode, past)
+        settings = tracking.settings(loaded)
+        self.tracker = tracking.MlflowTracker(settings, run_dir, loaded.resolved()) if settings else None
+
+    def callbacks(self) -> list[keras.callbacks.Callback]:
+        """TensorBoard, best.keras and MLflow, those that are on."""
+        return [c for c in (self.tensorboard, self.best, self.tracker) if c is not None]
+
+    @property
+    def tensorboard_dir(self) -> Path | None:
+        """Where TensorBoard logs go, when they are written."""
+        return self.run_dir / TENSORBOARD_DIR if self.tensorboard is not None else None
+
+    def finish(self, model: keras.Model, splits: data.Splits, test: dict[str, float], epochs: int,
+               batch_size: int, rows: list[dict[str, float]]) -> list[str]:
+        """Draw the plots and close the MLflow run; returns notes for the user (a plot that failed)."""
+        try:
+            plots.draw_curves(self.run_dir, rows)
+            draw_test_plots(self.run_dir, model, splits, batch_size)
+        except Exception as error:  # a plot must never cost the user a trained run
+            self.notes.append(f"plots not drawn: {first_line(error)} (try: dltrain plot {self.run_dir})")
+        if self.tracker is not None:
+            self.tracker.finish(test, epochs)
+        return self.notes
+
+    def end(self, status: str) -> None:
+        """Training stopped early: mark the MLflow run KILLED or FAILED."""
+        if self.tracker is not None:
+            self.tracker.end(status)
+
+
+def draw_test_plots(run_dir: Path, model: keras.Model, splits: data.Splits, batch_size: int) -> list[Path]:
+    """Confusion matrix and misclassified examples of a classifier's test split (nothing for other models)."""
+    from dltrain.predict import class_probabilities
+
+    info = splits.info
+    labels = splits.test.y
+    if not info.num_classes or labels.ndim != 1 or not len(labels):
+        return []
+    probabilities, _ = class_probabilities(model.predict(splits.test.x, batch_size=batch_size, verbose=0),
+                                           info.num_classes)
+    if probabilities is None:
+        return []
+    names = info.class_names or [str(i) for i in range(info.num_classes)]
+    return plots.draw_test_plots(run_dir, splits.test.x, np.asarray(labels), probabilities, names)
+
+
+def redraw(run_dir: Path, *, test_plots: bool = True) -> list[Path]:
+    """`dltrain plot`: the curves from history.csv (also while training runs), then, for a run with a saved
+    model that is not training, the test-split plots."""
+    from dltrain import training
+    from dltrain.config import load_config
+
+    runs.run_file(run_dir, runs.CONFIG_FILE)
+    written = plots.draw_curves(run_dir)
+    info = runs.run_info(run_dir)
+    if test_plots and info is not None and info.state != "running" and (run_dir / runs.MODEL_FILE).is_file():
+        loaded = load_config(run_dir / runs.CONFIG_FILE)
+        splits = data.load(loaded.config.dataset, loaded.config.seed)
+        model = training.load_run_model(run_dir)
+        written += draw_test_plots(run_dir, model, splits, loaded.config.training.batch_size)
+    return written
