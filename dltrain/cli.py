@@ -246,7 +246,9 @@ def list_runs(
     for column in ("run", "status", "epochs", "started", f"best val_{shared}" if shared else "best val",
                    f"test {shared}" if shared else "test", "train time"):
         table.add_column(column, no_wrap=True, justify="right" if column.startswith(("best", "test", "train")) else "left")
-    table.add_column("note", ratio=1)
+    notes = any(s.info.message for s in found)
+    if notes:
+        table.add_column("note", ratio=1)
     for s in found:
         info = s.info
         label = "" if shared else f"{s.metric} "
@@ -255,7 +257,7 @@ def list_runs(
         epochs = f"{info.epoch if info.epoch is not None else '?'}/{info.epochs or '?'}"
         started = (info.started or "").replace("T", " ")
         table.add_row(s.name, info.state, epochs, started, best, test, duration(s.seconds) if s.rows else "",
-                      info.message or "")
+                      *([info.message or ""] if notes else []))
     _print_table(table)
     # Commands on lines of their own: a table cell would wrap them on a narrow terminal.
     for s in found:
@@ -282,7 +284,9 @@ def compare(
         _print_table(table)
     else:
         out.print("the configs are the same", markup=False, highlight=False)
-    table = Table("metric", *names, title="metrics")
+    table = Table("metric", title="metrics")
+    for name in names:
+        table.add_column(name, justify="right")
     for label, cells in found.metrics:
         table.add_row(label, *cells)
     _print_table(table)

@@ -55,6 +55,8 @@ def compare(run_dirs: list[Path]) -> Comparison:
         ("status", [s.info.state for s in summaries]),
         ("epochs", [f"{s.info.epoch if s.info.epoch is not None else '?'}/{s.info.epochs or '?'}" for s in summaries]),
         ("train time", [overview.duration(s.seconds) for s in summaries]),
+        # EarlyStopping(restore_best_weights=True) keeps an earlier epoch; the rows below are that epoch's.
+        ("weights of epoch", [str(s.metrics.get("weights_epoch", "")) for s in summaries]),
     ]
     for metric in dict.fromkeys(s.metric for s in summaries):
         cells = []

@@ -47,7 +47,8 @@ def draw_curves(run_dir: Path, rows: list[dict[str, float]] | None = None) -> li
     plt = _pyplot()
     epochs = [int(row.get("epoch", i + 1)) for i, row in enumerate(rows)]
     written = []
-    for name in history.metric_names(rows):
+    names = history.metric_names(rows)
+    for name in sorted(names, key=lambda n: n != "loss"):  # the loss first, then metrics as compiled
         figure, axes = plt.subplots(figsize=(6, 4))
         axes.plot(epochs, [row.get(name, math.nan) for row in rows], marker="o", label=f"train {name}")
         val = f"val_{name}"

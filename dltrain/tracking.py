@@ -42,21 +42,22 @@ def check_installed(loaded: LoadedConfig) -> None:
     try:
         import mlflow  # noqa: F401
     except ImportError:
-        raise loaded.error(RunError, ("tracking", "mlflow"), "tracking.mlflow needs MLflow, which is not installed",
-                           hint="pip install 'dltrain[mlflow]' (or remove tracking.mlflow)") from None
+        raise loaded.error(RunError, ("tracking", "mlflow"), "MLflow is not installed",
+                           hint="pip install 'dltrain[mlflow]', or remove tracking.mlflow") from None
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested config as dotted keys (`optimizer.Adam.learning_rate`, `model.layers[2].Dense.units`)."""
+    """A nested config as MLflow parameter names: `optimizer.Adam.learning_rate`, `model.layers.2.Dense.units`
+    (MLflow allows no brackets in names); a list of plain values stays one value (`dataset.input_shape`)."""
     if isinstance(value, dict) and value:
         found: dict[str, Any] = {}
         for key, inner in value.items():
             found.update(flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
         return found
-    if isinstance(value, list) and value:
+    if isinstance(value, list) and any(isinstance(inner, (dict, list)) for inner in value):
         found = {}
         for i, inner in enumerate(value):
-            found.update(flatten(inner, f"{prefix}[{i}]"))
+            found.update(flatten(inner, f"{prefix}.{i}"))
         return found
     return {prefix: value}
 
@@ -66,8 +67,13 @@ class MlflowTracker(keras.callbacks.Callback):
 
     def __init__(self, config: MlflowConfig, run_dir: Path, resolved: dict[str, Any]):
         super().__init__()
+        import logging
+
         from mlflow.entities import Param, RunStatus
         from mlflow.tracking import MlflowClient
+
+        # MLflow announces each database migration at INFO on stderr; dltrain's output stays its own.
+        logging.getLogger("mlflow.store").setLevel(logging.WARNING)
 
         self.run_dir = run_dir
         self._status = RunStatus
@@ -78,8 +84,8 @@ class MlflowTracker(keras.callbacks.Callback):
             raise
         except Exception as error:  # MLflow raises its own exceptions and those of its stores
             raise RunError(f"MLflow tracking at '{config.tracking_uri or 'the default store'}' failed: "
-                           f"{first_line(error)}", key="tracking.mlflow.tracking_uri",
-                           hint="check the tracking_uri (for example sqlite:///mlflow.db)") from None
+                           f"{first_line(error)}", key="tracking.mlflow",
+                           hint="check tracking.mlflow in the config (a local store: sqlite:///mlflow.db)") from None
 
     def _continue(self) -> str | None:
         """A resumed run's MLflow run id, marked running again; None for a new run."""
