@@ -144,7 +144,7 @@ def draw_test_plots(run_dir: Path, x: np.ndarray, y: np.ndarray, probabilities: 
 def draw_comparison(curves: list[tuple[str, list[dict[str, float]]]], path: Path) -> Path:
     """One PNG with the runs' validation curves overlaid, one panel per metric."""
     plt = _pyplot()
-    names = list(dict.fromkeys(m for _, rows in curves for m in history.metric_names(rows)))
+    names = sorted(dict.fromkeys(m for _, rows in curves for m in history.metric_names(rows)), key=lambda n: n != "loss")
     panels = [m for m in names if any(f"val_{m}" in row for _, rows in curves for row in rows)]
     prefix = "val_"
     if not panels:  # runs without a validation split: compare the training curves
