@@ -245,7 +245,8 @@ def list_runs(
     table = Table(title=f"runs in {output_dir}")
     for column in ("run", "status", "epochs", "started", f"best val_{shared}" if shared else "best val",
                    f"test {shared}" if shared else "test", "train time"):
-        table.add_column(column, no_wrap=True, justify="right" if column.startswith(("best", "test", "train")) else "left")
+        numbers = column.startswith(("best", "test", "train"))
+        table.add_column(column, no_wrap=True, justify="right" if numbers else "left")
     notes = any(s.info.message for s in found)
     if notes:
         table.add_column("note", ratio=1)

@@ -33,7 +33,7 @@ def _save(figure: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with runs.atomic_path(path) as tmp:
-            figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+            figure.savefig(tmp, format="png", dpi=100)
     finally:
         _pyplot().close(figure)
     return path
@@ -49,7 +49,7 @@ def draw_curves(run_dir: Path, rows: list[dict[str, float]] | None = None) -> li
     written = []
     names = history.metric_names(rows)
     for name in sorted(names, key=lambda n: n != "loss"):  # the loss first, then metrics as compiled
-        figure, axes = plt.subplots(figsize=(6, 4))
+        figure, axes = plt.subplots(figsize=(6, 4), layout="constrained")
         axes.plot(epochs, [row.get(name, math.nan) for row in rows], marker="o", label=f"train {name}")
         val = f"val_{name}"
         if any(val in row for row in rows):
@@ -78,7 +78,7 @@ def draw_confusion(path: Path, y_true: np.ndarray, y_pred: np.ndarray, class_nam
     matrix = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(matrix, (y_true.astype(int), y_pred.astype(int)), 1)
     size = max(4.0, 0.55 * classes + 2)
-    figure, axes = plt.subplots(figsize=(size + 1, size))
+    figure, axes = plt.subplots(figsize=(size + 1, size), layout="constrained")
     image = axes.imshow(matrix, cmap="Blues")
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
     axes.set_xticks(range(classes), class_names, rotation=45, ha="right")
@@ -113,7 +113,8 @@ def draw_misclassified(path: Path, x: np.ndarray, y_true: np.ndarray, probabilit
     plt = _pyplot()
     columns = min(4, len(picked))
     lines = math.ceil(len(picked) / columns)
-    figure, grid = plt.subplots(lines, columns, figsize=(2.4 * columns, 2.7 * lines), squeeze=False)
+    figure, grid = plt.subplots(lines, columns, figsize=(2.4 * columns, 2.7 * lines), squeeze=False,
+                                layout="constrained")
     for axes in grid.flat:
         axes.axis("off")
     for axes, i in zip(grid.flat, picked):
@@ -144,7 +145,8 @@ def draw_test_plots(run_dir: Path, x: np.ndarray, y: np.ndarray, probabilities: 
 def draw_comparison(curves: list[tuple[str, list[dict[str, float]]]], path: Path) -> Path:
     """One PNG with the runs' validation curves overlaid, one panel per metric."""
     plt = _pyplot()
-    names = sorted(dict.fromkeys(m for _, rows in curves for m in history.metric_names(rows)), key=lambda n: n != "loss")
+    names = list(dict.fromkeys(m for _, rows in curves for m in history.metric_names(rows)))
+    names.sort(key=lambda n: n != "loss")
     panels = [m for m in names if any(f"val_{m}" in row for _, rows in curves for row in rows)]
     prefix = "val_"
     if not panels:  # runs without a validation split: compare the training curves
@@ -153,7 +155,7 @@ def draw_comparison(curves: list[tuple[str, list[dict[str, float]]]], path: Path
         from dltrain.errors import RunError
 
         raise RunError("none of the runs has finished an epoch yet", hint="there are no curves to compare")
-    figure, grid = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    figure, grid = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False, layout="constrained")
     for axes, metric in zip(grid.flat, panels):
         column = prefix + metric
         for label, rows in curves:

@@ -100,7 +100,13 @@ class RunExtras:
         return self.notes
 
     def end(self, status: str) -> None:
-        """Training stopped early: mark the MLflow run KILLED or FAILED."""
+        """Training stopped early: flush the TensorBoard logs (Keras skips on_train_end when fit raises)
+        and mark the MLflow run KILLED or FAILED."""
+        if self.tensorboard is not None:
+            try:
+                self.tensorboard.on_train_end()
+            except Exception:  # nothing may hide why training stopped
+                pass
         if self.tracker is not None:
             self.tracker.end(status)
 

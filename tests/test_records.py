@@ -146,8 +146,9 @@ def test_runs_table_sort_filter_and_json(image_run: Path, second_run: Path):
     listed = invoke("runs", output)
     assert listed.exit_code == 0, listed.output
     lines = listed.stdout.splitlines()
-    assert re.search(r"┃ run\s+┃ status\s+┃ epochs ┃ started\s+┃ best val_accuracy ┃ test accuracy ┃ train time ┃$",
-                     listed.stdout, re.M)  # no note column: no run has a note
+    header = (r"┃ run\s+┃ status\s+┃ epochs ┃ started\s+┃ best val_accuracy ┃ test accuracy ┃ "
+              r"train time ┃$")
+    assert re.search(header, listed.stdout, re.M)  # no note column: no run has a note
     rows = [line for line in lines if line.startswith("│ images-")]
     assert [row.split("│")[1].strip() for row in rows] == [second_run.name, image_run.name]  # newest first
     for row, run, metrics in zip(rows, (second_run, image_run), (second, first)):
@@ -190,11 +191,12 @@ def test_compare_shows_the_differences_and_metrics_side_by_side(image_run: Path,
     assert re.search(r"│ optimizer\.Adam\.learning_rate │ 0\.002\s+│ 0\.05\s+│", text)
     assert re.search(r"│ training\.tensorboard\s+│ true\s+│ false\s+│", text)
     first, second = (json.loads((r / "metrics.json").read_text()) for r in (image_run, second_run))
-    assert re.search(rf"│ test accuracy\s+│\s+{first['test']['accuracy']:.4f} │\s+{second['test']['accuracy']:.4f} │",
-                     text)
+    accuracy = [m["test"]["accuracy"] for m in (first, second)]
+    assert re.search(rf"│ test accuracy\s+│\s+{accuracy[0]:.4f} │\s+{accuracy[1]:.4f} │", text)
     assert re.search(rf"│ val loss\s+│\s+{first['val']['loss']:.4f} │\s+{second['val']['loss']:.4f} │", text)
     assert re.search(r"│ status\s+│\s+finished │\s+finished │", text)
-    assert re.search(rf"│ weights of epoch\s+│\s+{first['weights_epoch']} │\s+{second['weights_epoch']} │", text)
+    epochs = [m["weights_epoch"] for m in (first, second)]
+    assert re.search(rf"│ weights of epoch\s+│\s+{epochs[0]} │\s+{epochs[1]} │", text)
     assert text.strip().endswith(f"wrote {tmp_path / 'curves.png'}")
     width, height = png_size(tmp_path / "curves.png")
     assert width > 2 * height  # two panels side by side: val_loss and val_accuracy
@@ -256,7 +258,8 @@ def test_predict_images_csv_and_npz(image_run: Path, tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == f"wrote 12 predictions to {tmp_path / 'p.csv'}"
     written = list(csv.DictReader((tmp_path / "p.csv").open()))
-    assert [r["input"] for r in written] == [f"test.csv:{i}" for i in range(1, 6)] + [f"test.npz[{i}]" for i in range(7)]
+    assert [r["input"] for r in written] == [f"test.csv:{i}" for i in range(1, 6)] + \
+        [f"test.npz[{i}]" for i in range(7)]
     import keras
 
     probabilities = keras.saving.load_model(image_run / "model.keras", safe_mode=True).predict(test.x[:12], verbose=0)
