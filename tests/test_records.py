@@ -401,6 +401,13 @@ def test_mlflow_logs_params_metrics_and_artifacts(tmp_path: Path, write_config):
     downloaded = client.download_artifacts(found.info.run_id, "model.keras", str(tmp_path / "dl"))
     assert Path(downloaded).read_bytes() == (run / "model.keras").read_bytes()
 
+    # Training the run longer continues the same MLflow run.
+    longer = invoke("train", config, "--resume", run, "--set", "training.epochs=3", "--force", "--no-progress")
+    assert longer.exit_code == 0, longer.output
+    (again,) = client.search_runs([experiment.experiment_id])
+    assert again.info.run_id == found.info.run_id and again.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(found.info.run_id, "val_loss")] == [1, 2, 3]
+
 
 def test_mlflow_missing_is_one_clear_line_and_no_run_folder(tmp_path: Path, write_config, monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # `import mlflow` now fails as if it were not installed
