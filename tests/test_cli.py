@@ -183,3 +183,12 @@ def test_evaluate_on_a_missing_run_folder(tmp_path: Path):
     result = invoke("evaluate", tmp_path / "nowhere")
     assert result.exit_code == 1
     assert result.stderr.strip() == f"error: run folder '{tmp_path / 'nowhere'}' not found (list your runs with: ls outputs/)"
+
+
+def test_run_files_get_the_usual_permissions(trained_run: Path, tmp_path: Path):
+    """Atomic writes go through mkstemp (mode 0600); the files must end up like any file the user makes."""
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    expected = plain.stat().st_mode & 0o777
+    for name in ("config.yaml", "model.keras", "metrics.json", "history.csv"):
+        assert (trained_run / name).stat().st_mode & 0o777 == expected, name
