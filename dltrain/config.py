@@ -157,7 +157,16 @@ class TrainingConfig(Section):
     # Keras's default is 1; 50 halves the Fashion-MNIST MLP's epoch time on 2 CPU cores (4.9 s -> 2.0 s),
     # because small models are bound by per-step Python overhead, not by arithmetic.
     steps_per_execution: int = Field(50, ge=1)
+    # Keras's "auto" turns XLA off on CPU-only machines and on with a GPU. On 2 CPU cores XLA made both
+    # Fashion-MNIST configs slower (MLP 2.1 -> 7.7 s/epoch, CNN 6-8x; benchmarks/README.md).
     jit_compile: bool | Literal["auto"] = "auto"
+    # true: tf.data keeps the decoded examples (and the fixed validation/test batches) in memory after the
+    # first epoch, so later epochs skip slicing and batching (MLP 2.3 -> 1.8 s/epoch); a path: cache files
+    # with that prefix, for data larger than memory; false: rebuild every epoch.
+    cache: bool | str = True
+    # mixed_bfloat16 / mixed_float16: Keras's mixed-precision policies. Off by default: accuracy can move
+    # and the gain depends on the hardware (benchmarks/README.md has the CPU numbers).
+    mixed_precision: Literal[False, "mixed_bfloat16", "mixed_float16"] = False
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

@@ -7,9 +7,10 @@ import io
 import math
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
@@ -71,6 +72,28 @@ def compile_model(model: keras.Model, loaded: LoadedConfig) -> None:
     )
 
 
+@contextmanager
+def dtype_policy(name: str | bool) -> Iterator[None]:
+    """Build layers under Keras's dtype policy `name` (False: unchanged); the global policy is restored after."""
+    if not name:
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _cache(cache: bool | str, name: str, split: data.Split, batch_size: int) -> bool | str:
+    """`training.cache` for one split: True/False as given; a path prefix becomes that split's own file."""
+    if isinstance(cache, bool):
+        return cache
+    Path(cache).parent.mkdir(parents=True, exist_ok=True)
+    return data.cache_file(cache, name, split, batch_size)
+
+
 def build_callbacks(loaded: LoadedConfig) -> list[keras.callbacks.Callback]:
     """The config's `training.callbacks` as Keras callback objects."""
     return [registry.build("callback", spec, loaded, ("training", "callbacks", i))
@@ -106,16 +129,21 @@ def train(loaded: LoadedConfig, output_dir: Path = Path("outputs"), *, progress:
     keras.backend.clear_session()  # fresh layer names and graph state, then the seed
     keras.utils.set_random_seed(config.seed)
     splits = data.load(config.dataset, config.seed)
-    model = build_model(loaded, splits.info.input_shape)
+    with dtype_policy(config.training.mixed_precision):  # layers take the policy when they are built
+        model = build_model(loaded, splits.info.input_shape)
     compile_model(model, loaded)
     _dry_run(model, loaded, splits)
     user_callbacks = build_callbacks(loaded)
 
     batch_size = config.training.batch_size
-    train_ds = data.to_dataset(splits.train, batch_size, shuffle=config.training.shuffle,
-                               buffer=config.training.shuffle_buffer, seed=config.seed)
-    val_ds = data.to_dataset(splits.val, batch_size) if splits.val else None
-    test_ds = data.to_dataset(splits.test, batch_size)
+
+    def pipeline(name: str, split: data.Split, shuffle: bool = False) -> Any:
+        return data.to_dataset(split, batch_size, shuffle=shuffle, buffer=config.training.shuffle_buffer,
+                               seed=config.seed, cache=_cache(config.training.cache, name, split, batch_size))
+
+    train_ds = pipeline("train", splits.train, shuffle=config.training.shuffle)
+    val_ds = pipeline("val", splits.val) if splits.val else None
+    test_ds = pipeline("test", splits.test)
 
     run_dir = runs.create_run(output_dir, config.name)
     runs.atomic_write_yaml(run_dir / runs.CONFIG_FILE, loaded.resolved())

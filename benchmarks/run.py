@@ -1,0 +1,314 @@
+"""dltrain against the tutorial-style peer (benchmarks/peer.py): same data, model, epochs and batch size.
+
+Each repetition runs the peer and dltrain in fresh subprocesses, alternating which goes first, so load
+from other processes hits both alike. Nothing is cached between runs; every run reads the IDX files and
+trains from scratch. The table is markdown, ready to paste into benchmarks/README.md.
+
+    python benchmarks/run.py            # full: both workloads, full data, the configs' epochs, 3 reps
+    python benchmarks/run.py --quick    # < 3 minutes on 2 cores: fewer epochs, a CNN subset, 2 reps
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+
+@dataclass
+class Workload:
+    """One row pair of the table: a dltrain config and the peer's matching model."""
+
+    name: str
+    config: Path
+    epochs: int
+    batch_size: int
+    patience: int | None = None  # the config's EarlyStopping patience, given to the peer too
+    train_size: int | None = None  # None: the whole 60,000-image training split
+    test_size: int | None = None
+
+
+@dataclass
+class Run:
+    """What one subprocess measured."""
+
+    epoch_seconds: list[float]
+    train_examples: int
+    test_accuracy: float
+    start_to_first_step: float
+    max_rss_mb: float
+    evaluate_seconds: float
+    test_examples: int
+
+
+@dataclass
+class Rows:
+    """All runs of one tool on one workload."""
+
+    runs: list[Run] = field(default_factory=list)
+
+    def epochs(self) -> list[float]:
+        return [s for run in self.runs for s in run.epoch_seconds]
+
+    def examples_per_second(self) -> float:
+        return self.runs[0].train_examples / statistics.median(self.epochs())
+
+    def accuracy(self) -> float:
+        return statistics.mean(run.test_accuracy for run in self.runs)
+
+
+def workload(name: str, config: Path, *, epochs: int | None, train_size: int | None,
+             test_size: int | None) -> Workload:
+    """Read epochs, batch size and EarlyStopping patience from a dltrain config (no TensorFlow)."""
+    from dltrain.config import load_config, split_spec
+
+    training = load_config(config).config.training
+    patience = None
+    for spec in training.callbacks:
+        callback, kwargs = split_spec(spec)
+        if callback == "EarlyStopping":
+            patience = kwargs.get("patience", 0)
+    return Workload(name, config, epochs or training.epochs, training.batch_size, patience, train_size, test_size)
+
+
+def _spawn(command: list[str], log: Path, env: dict[str, str] | None = None) -> float:
+    """Run a command to completion; return its peak RSS in MB (from wait4, the same for every tool)."""
+    with log.open("w") as handle:
+        proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**os.environ, **(env or {})})
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({proc.returncode}); see {log}:\n{log.read_text()[-2000:]}")
+    return usage.ru_maxrss / 1024
+
+
+def run_peer(w: Workload, work: Path, tag: str) -> Run:
+    """Train and evaluate the peer once."""
+    result = work / f"peer-{tag}.json"
+    command = [sys.executable, str(HERE / "peer.py"), w.name, "--epochs", str(w.epochs),
+               "--batch-size", str(w.batch_size), "--result", str(result)]
+    if w.patience is not None:
+        command += ["--early-stopping", str(w.patience)]
+    if w.train_size:
+        command += ["--train-size", str(w.train_size)]
+    if w.test_size:
+        command += ["--test-size", str(w.test_size)]
+    rss = _spawn(command, work / f"peer-{tag}.log")
+    data = json.loads(result.read_text())
+    return Run(data["epoch_seconds"], data["train_examples"], data["test_accuracy"], data["start_to_first_step"],
+               rss, data["evaluate_seconds"], data["test_examples"])
+
+
+def _dltrain(args: list[str], work: Path, tag: str, *, progress: bool = True) -> tuple[dict, float]:
+    result = work / f"dltrain-{tag}.json"
+    # Progress renders as on a terminal (a forced Rich terminal writing to the log), as users see it.
+    env = {"PYTHONPATH": str(ROOT), "TTY_COMPATIBLE": "1", "FORCE_COLOR": "1", "COLUMNS": "120"}
+    rss = _spawn([sys.executable, str(HERE / "dltrain_child.py"), str(result), *args],
+                 work / f"dltrain-{tag}.log", env if progress else {"PYTHONPATH": str(ROOT)})
+    return json.loads(result.read_text()), rss
+
+
+def run_dltrain(w: Workload, work: Path, tag: str, *, progress: bool = True,
+                sets: list[str] = ()) -> tuple[Run, Path]:
+    """Train and evaluate with `dltrain train` once; also return the run folder."""
+    out = work / f"outputs-{tag}"
+    args = ["train", str(w.config), "--output-dir", str(out), "--set", f"training.epochs={w.epochs}"]
+    for key, value in (("train_size", w.train_size), ("test_size", w.test_size)):
+        if value:
+            args += ["--set", f"dataset.{key}={value}"]
+    for item in sets:
+        args += ["--set", item]
+    if not progress:
+        args.append("--no-progress")
+    record, rss = _dltrain(args, work, tag, progress=progress)
+    (run_dir,) = out.iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    sizes = json.loads((run_dir / "dataset.json").read_text())["sizes"]
+    with (run_dir / "history.csv").open() as handle:
+        seconds = [float(row["seconds"]) for row in csv.DictReader(handle)]
+    return Run(seconds, sizes["train"], metrics["test"]["accuracy"], record["start_to_first_step"], rss,
+               record["evaluate_seconds"], sizes["test"]), run_dir
+
+
+def time_help(reps: int) -> list[float]:
+    """Wall seconds of `python -m dltrain --help`, a fresh process each time."""
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "dltrain", "--help"], check=True, capture_output=True, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def time_evaluate(run_dir: Path, work: Path, tag: str) -> tuple[float, dict]:
+    """Wall seconds of `dltrain evaluate RUN`, and what the child recorded inside it."""
+    start = time.perf_counter()
+    record, _ = _dltrain(["evaluate", str(run_dir), "--json"], work, tag, progress=False)
+    return time.perf_counter() - start, record
+
+
+def progress_cost(epoch_seconds: float, updates: int) -> float:
+    """CPU seconds the Rich progress callback costs per second of training, drawing to a forced terminal.
+
+    The callback gets `updates` batch-end calls spread over `epoch_seconds`, as in a real epoch, while its
+    refresh thread redraws; the process's CPU time over that span is the bar's whole cost.
+    """
+    import io
+
+    from rich.console import Console
+
+    from dltrain.progress import RichProgress
+
+    bar = RichProgress(1, updates, console=Console(file=io.StringIO(), force_terminal=True, width=120))
+    logs = {"loss": 0.4123, "accuracy": 0.8511}
+    cpu = time.process_time()
+    bar.on_train_begin()
+    bar.on_epoch_begin(0)
+    for step in range(updates):
+        bar.on_train_batch_end(step, logs)
+        time.sleep(epoch_seconds / updates)
+    bar.on_epoch_end(0, logs)
+    bar.on_train_end()
+    return (time.process_time() - cpu) / epoch_seconds
+
+
+def _fmt_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def table(results: dict[str, dict[str, Rows]], workloads: dict[str, Workload]) -> str:
+    """The markdown results table."""
+    head = ["workload", "tool", "runs", "s/epoch min", "s/epoch median", "examples/s", "× peer",
+            "test acc (mean)", "Δ acc (points)", "peak RSS MB", "start→first step s", "evaluate examples/s"]
+    lines = [_fmt_row(head), _fmt_row(["---"] * len(head))]
+    for name, tools in results.items():
+        w = workloads[name]
+        peer = tools["peer"]
+        for tool, rows in tools.items():
+            epochs = rows.epochs()
+            ratio = rows.examples_per_second() / peer.examples_per_second()
+            delta = 100 * (rows.accuracy() - peer.accuracy())
+            ev = statistics.median(r.test_examples / r.evaluate_seconds for r in rows.runs)
+            label = f"{name} ({w.epochs} ep, batch {w.batch_size}" + (
+                f", {w.train_size} train)" if w.train_size else ")")
+            lines.append(_fmt_row([
+                label, tool, str(len(rows.runs)), f"{min(epochs):.2f}", f"{statistics.median(epochs):.2f}",
+                f"{rows.examples_per_second():,.0f}", f"{ratio:.2f}", f"{rows.accuracy():.4f}",
+                f"{delta:+.2f}", f"{max(r.max_rss_mb for r in rows.runs):,.0f}",
+                f"{statistics.median(r.start_to_first_step for r in rows.runs):.2f}", f"{ev:,.0f}",
+            ]))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="MLP 2 epochs; CNN 1 epoch on 12,000 training / 2,000 test images; 2 reps")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions per workload (default 3, quick 2)")
+    parser.add_argument("--workloads", default="mlp,cnn", help="comma-separated: mlp, cnn")
+    parser.add_argument("--epochs", type=int, default=None, help="override every workload's epochs")
+    parser.add_argument("--train-size", type=int, default=None, help="use N training images (every workload)")
+    parser.add_argument("--test-size", type=int, default=None, help="use N test images (every workload)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra dltrain --set for every dltrain run (to measure one default's effect)")
+    parser.add_argument("--work-dir", type=Path, default=None, help="keep logs and run folders here")
+    args = parser.parse_args(argv)
+    reps = args.reps or (2 if args.quick else 3)
+
+    configs = {"mlp": ROOT / "configs" / "fashion_mnist.yaml", "cnn": ROOT / "configs" / "fashion_mnist_cnn.yaml"}
+    quick = {"mlp": (2, None, None), "cnn": (1, 12000, 2000)}
+    workloads: dict[str, Workload] = {}
+    for name in args.workloads.split(","):
+        epochs, train_size, test_size = quick[name] if args.quick else (None, None, None)
+        workloads[name] = workload(name, configs[name], epochs=args.epochs or epochs,
+                                   train_size=args.train_size or train_size, test_size=args.test_size or test_size)
+
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="dltrain-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    results: dict[str, dict[str, Rows]] = {}
+    no_progress: dict[str, Rows] = {}
+    last_run: dict[str, Path] = {}
+    for name, w in workloads.items():
+        results[name] = {"peer": Rows(), "dltrain": Rows()}
+        no_progress[name] = Rows()
+        for rep in range(reps):
+            order = ["peer", "dltrain"] if rep % 2 == 0 else ["dltrain", "peer"]
+            for tool in order:
+                tag = f"{name}-{rep}"
+                print(f"[{time.perf_counter() - began:6.1f}s] {name} rep {rep + 1}/{reps}: {tool}",
+                      file=sys.stderr, flush=True)
+                if tool == "peer":
+                    results[name]["peer"].runs.append(run_peer(w, work, tag))
+                else:
+                    run, last_run[name] = run_dltrain(w, work, tag, sets=args.sets)
+                    results[name]["dltrain"].runs.append(run)
+            if name == "mlp":  # progress on vs off: the bar's overhead, on the workload with most steps
+                run, _ = run_dltrain(w, work, f"{tag}-noprogress", progress=False, sets=args.sets)
+                no_progress[name].runs.append(run)
+
+    print(f"[{time.perf_counter() - began:6.1f}s] dltrain --help and dltrain evaluate", file=sys.stderr, flush=True)
+    helps = time_help(5)
+    evaluations = {name: time_evaluate(run_dir, work, f"evaluate-{name}") for name, run_dir in last_run.items()}
+
+    print(f"## dltrain vs tutorial-style Keras ({'quick' if args.quick else 'full'}, {reps} reps)\n")
+    print(f"Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
+          f"Python {platform.python_version()}, {_versions()}\n")
+    print(table(results, workloads))
+    print()
+    print("| measure | value |")
+    print("| --- | --- |")
+    print(f"| `dltrain --help` wall s (min / median of {len(helps)}) | "
+          f"{min(helps):.2f} / {statistics.median(helps):.2f} |")
+    for name in results:
+        gap = (statistics.median(r.start_to_first_step for r in results[name]["dltrain"].runs)
+               - statistics.median(r.start_to_first_step for r in results[name]["peer"].runs))
+        print(f"| {name}: start→first step, dltrain − peer (s) | {gap:+.2f} |")
+    for name, (wall, record) in evaluations.items():
+        n = results[name]["dltrain"].runs[-1].test_examples
+        print(f"| {name}: `dltrain evaluate` wall s / model.evaluate examples/s | "
+              f"{wall:.2f} / {n / record['evaluate_seconds']:,.0f} |")
+    for name, rows in no_progress.items():
+        if rows.runs:
+            on = statistics.median(results[name]["dltrain"].epochs())
+            off = statistics.median(rows.epochs())
+            print(f"| {name}: s/epoch progress on / off (median) | {on:.2f} / {off:.2f} ({100 * (on / off - 1):+.1f}%) |")
+            w = workloads[name]
+            steps = -(-results[name]["dltrain"].runs[0].train_examples // w.batch_size)
+            print(f"| {name}: progress bar CPU per second of training (isolated) | "
+                  f"{100 * progress_cost(off, steps // _steps_per_execution(w)):.2f}% |")
+    print(f"\n(total {time.perf_counter() - began:.0f} s; logs in {work})")
+    return 0
+
+
+def _steps_per_execution(w: Workload) -> int:
+    from dltrain.config import load_config
+
+    return load_config(w.config).config.training.steps_per_execution
+
+
+def _versions() -> str:
+    out = subprocess.run([sys.executable, "-c", "import importlib.metadata as m; "
+                          "print(f\"TF {m.version('tensorflow')}, Keras {m.version('keras')}\")"],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

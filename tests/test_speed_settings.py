@@ -1,0 +1,95 @@
+"""The `training:` keys that make training fast: cache, mixed_precision, jit_compile, really exercised."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import SYNTHETIC
+from dltrain.cli import app
+from dltrain.config import load_config
+
+runner = CliRunner()
+
+
+def train(config: Path, out: Path, *sets: str) -> Path:
+    args = ["train", str(config), "--output-dir", str(out), "--no-progress"]
+    for item in sets:
+        args += ["--set", item]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return Path(re.search(r"run folder: (.+)$", result.stdout.strip()).group(1))
+
+
+def test_cached_pipelines_yield_what_uncached_ones_do():
+    from dltrain import data
+
+    split = data.Split(np.arange(100, dtype=np.uint8).reshape(50, 2), np.arange(50))
+    plain = [y.numpy().tolist() for _, y in data.to_dataset(split, 8)]
+    cached = data.to_dataset(split, 8, cache=True)
+    assert [y.numpy().tolist() for _, y in cached] == plain
+    assert [y.numpy().tolist() for _, y in cached] == plain  # the second pass comes from the cache
+    shuffled = data.to_dataset(split, 8, shuffle=True, seed=3, cache=True)
+    first, second = ([y.numpy() for _, y in shuffled] for _ in range(2))
+    # The examples are cached, not the batches: every epoch still sees a fresh order of all of them.
+    assert not all(np.array_equal(a, b) for a, b in zip(first, second))
+    assert sorted(np.concatenate(first)) == sorted(np.concatenate(second)) == list(range(50))
+
+
+def test_file_cache_is_written_per_split_and_reused_only_for_the_same_data(tmp_path: Path, write_config):
+    config = write_config(SYNTHETIC)
+    prefix = tmp_path / "cache" / "tiny-"
+    first = train(config, tmp_path / "a", f"training.cache={prefix}")
+    files = sorted(p.name for p in prefix.parent.iterdir() if p.name.endswith(".index"))
+    assert [f.split("-")[1] for f in files] == ["test", "train", "val"]
+    stamps = {p: p.stat().st_mtime_ns for p in prefix.parent.iterdir()}
+
+    again = train(config, tmp_path / "b", f"training.cache={prefix}")
+    assert {p: p.stat().st_mtime_ns for p in prefix.parent.iterdir()} == stamps  # read, not rewritten
+    metrics = [json.loads((run / "metrics.json").read_text())["test"] for run in (first, again)]
+    assert metrics[0] == metrics[1]
+
+    # Another seed draws other data: new files, never the stale cache of the first data.
+    train(config, tmp_path / "c", f"training.cache={prefix}", "seed=8")
+    assert len([p for p in prefix.parent.iterdir() if p.name.endswith(".index")]) == 6
+
+
+def test_cache_off_trains_the_same_model(tmp_path: Path, write_config):
+    config = write_config(SYNTHETIC)
+    on = train(config, tmp_path / "on")
+    off = train(config, tmp_path / "off", "training.cache=false")
+    assert json.loads((on / "metrics.json").read_text())["test"] == \
+        json.loads((off / "metrics.json").read_text())["test"]
+
+
+def test_mixed_precision_builds_the_model_under_the_policy_and_restores_it(tmp_path: Path, write_config):
+    import keras
+
+    run = train(write_config(SYNTHETIC), tmp_path, "training.mixed_precision=mixed_bfloat16")
+    model = keras.saving.load_model(run / "model.keras")
+    dense = [layer for layer in model.layers if layer.weights]
+    assert {layer.dtype_policy.name for layer in dense} == {"mixed_bfloat16"}
+    assert dense[0].compute_dtype == "bfloat16" and dense[0].kernel.dtype == "float32"
+    assert json.loads((run / "metrics.json").read_text())["test"]["accuracy"] > 0.6  # chance is 0.33
+    assert keras.config.dtype_policy().name == "float32"  # later runs in this process are unaffected
+
+
+def test_mixed_precision_rejects_unknown_policies(write_config):
+    result = runner.invoke(app, ["train", str(write_config(SYNTHETIC)), "--set", "training.mixed_precision=fp8"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().endswith(
+        "training.mixed_precision: expected False, 'mixed_bfloat16' or 'mixed_float16', got 'fp8'")
+
+
+@pytest.mark.parametrize("value, expected", [("auto", False), ("true", True), ("false", False)])
+def test_jit_compile_reaches_keras(write_config, value: str, expected: bool):
+    # "auto" is Keras's rule: XLA off on a CPU-only machine (these tests run on CPU), on with a GPU.
+    from dltrain.model import check
+
+    model = check(load_config(write_config(SYNTHETIC), [f"training.jit_compile={value}"]))
+    assert model.jit_compile is expected
