@@ -167,6 +167,11 @@ class TrainingConfig(Section):
     # mixed_bfloat16 / mixed_float16: Keras's mixed-precision policies. Off by default: accuracy can move
     # and the gain depends on the hardware (benchmarks/README.md has the CPU numbers).
     mixed_precision: Literal[False, "mixed_bfloat16", "mixed_float16"] = False
+    # TensorFlow's thread pools (tf.config.threading); None keeps TensorFlow's choice (one per core). 1 and 1
+    # suit small models, whose ops are too small to split: the MLP on 2 cores takes half the CPU time per
+    # epoch (2.1 -> 1.0 s); a conv net wants every core (same CPU time, so one thread doubles its wall time).
+    intra_op_parallelism_threads: int | None = Field(None, ge=0)
+    inter_op_parallelism_threads: int | None = Field(None, ge=0)
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

@@ -72,6 +72,24 @@ def compile_model(model: keras.Model, loaded: LoadedConfig) -> None:
     )
 
 
+def set_threads(loaded: LoadedConfig) -> None:
+    """Size TensorFlow's thread pools as `training.*_op_parallelism_threads` asks (before TensorFlow runs)."""
+    import tensorflow as tf
+
+    for which in ("intra", "inter"):
+        key = f"{which}_op_parallelism_threads"
+        wanted = getattr(loaded.config.training, key)
+        get = getattr(tf.config.threading, f"get_{key}")
+        if wanted is None or get() == wanted:
+            continue
+        try:
+            getattr(tf.config.threading, f"set_{key}")(wanted)
+        except RuntimeError:  # TensorFlow fixes its pools when it runs its first operation
+            raise loaded.error(TrainingError, ("training", key),
+                               f"TensorFlow already runs in this process with {key}={get()}; it cannot change",
+                               hint="set it in a fresh process (the dltrain command) or remove it") from None
+
+
 @contextmanager
 def dtype_policy(name: str | bool) -> Iterator[None]:
     """Build layers under Keras's dtype policy `name` (False: unchanged); the global policy is restored after."""
@@ -126,6 +144,7 @@ def _split_logs(logs: dict[str, float]) -> tuple[dict[str, float], dict[str, flo
 def train(loaded: LoadedConfig, output_dir: Path = Path("outputs"), *, progress: bool = True) -> TrainResult:
     """Train the configured model; write config, history, model and metrics to a new run folder."""
     config = loaded.config
+    set_threads(loaded)
     keras.backend.clear_session()  # fresh layer names and graph state, then the seed
     keras.utils.set_random_seed(config.seed)
     splits = data.load(config.dataset, config.seed)

@@ -93,3 +93,40 @@ def test_jit_compile_reaches_keras(write_config, value: str, expected: bool):
 
     model = check(load_config(write_config(SYNTHETIC), [f"training.jit_compile={value}"]))
     assert model.jit_compile is expected
+
+
+def test_thread_pools_are_sized_in_a_fresh_process(tmp_path: Path, write_config):
+    import os
+    import subprocess
+    import sys
+
+    config = write_config(SYNTHETIC)
+    code = (
+        "import sys; from pathlib import Path; import tensorflow as tf\n"
+        "from dltrain.config import load_config; from dltrain.training import train\n"
+        "train(load_config(sys.argv[1], ['training.intra_op_parallelism_threads=1',"
+        " 'training.inter_op_parallelism_threads=2']), Path(sys.argv[2]), progress=False)\n"
+        "print(tf.config.threading.get_intra_op_parallelism_threads(),"
+        " tf.config.threading.get_inter_op_parallelism_threads())\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", code, str(config), str(tmp_path / "out")], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["1", "2"]
+
+
+def test_thread_pools_cannot_change_once_tensorflow_runs(tmp_path: Path, write_config):
+    import tensorflow as tf
+
+    tf.constant(1) + 1  # TensorFlow has run an operation: its pools are fixed
+    wanted = tf.config.threading.get_intra_op_parallelism_threads() + 3
+    config = write_config(SYNTHETIC + f"  intra_op_parallelism_threads: {wanted}\n")
+    result = runner.invoke(app, ["train", str(config), "--output-dir", str(tmp_path / "out"), "--no-progress"])
+    assert result.exit_code == 1
+    current = wanted - 3
+    assert result.stderr.strip() == (
+        f"error: {config}:22:3: training.intra_op_parallelism_threads: TensorFlow already runs in this process "
+        f"with intra_op_parallelism_threads={current}; it cannot change (set it in a fresh process (the dltrain "
+        "command) or remove it)")
+    assert not (tmp_path / "out").exists()
