@@ -127,7 +127,8 @@ def main() -> None:
         "test_accuracy": float(accuracy),
         "test_examples": len(x_test),
         "evaluate_seconds": evaluate_seconds,
-        "start_to_first_step": timer.first_step - START,
+        "first_batch_end": timer.first_step - START,
+        "first_batch_index": 0,
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
 

@@ -69,6 +69,18 @@ def _short(value: Any) -> str:
 Spec = Annotated[str | dict[str, dict[str, Any]], BeforeValidator(_check_spec)]
 
 
+def _check_threads(value: Any) -> Any:
+    """Accept a thread count >= 0, "auto" or None (TensorFlow's own choice)."""
+    if value is None or value == "auto" or (type(value) is int and value >= 0):
+        return value
+    raise PydanticCustomError("threads", "expected a thread count >= 0, 'auto' or null, got {got}",
+                              {"got": _short(value)})
+
+
+# A size for one of TensorFlow's thread pools (see TrainingConfig).
+Threads = Annotated[int | Literal["auto"] | None, BeforeValidator(_check_threads)]
+
+
 class Section(BaseModel):
     """A config section: unknown keys are errors with a suggestion, never silently dropped."""
 
@@ -167,11 +179,11 @@ class TrainingConfig(Section):
     # mixed_bfloat16 / mixed_float16: Keras's mixed-precision policies. Off by default: accuracy can move
     # and the gain depends on the hardware (benchmarks/README.md has the CPU numbers).
     mixed_precision: Literal[False, "mixed_bfloat16", "mixed_float16"] = False
-    # TensorFlow's thread pools (tf.config.threading); None keeps TensorFlow's choice (one per core). 1 and 1
-    # suit small models, whose ops are too small to split: the MLP on 2 cores takes half the CPU time per
-    # epoch (2.1 -> 1.0 s); a conv net wants every core (same CPU time, so one thread doubles its wall time).
-    intra_op_parallelism_threads: int | None = Field(None, ge=0)
-    inter_op_parallelism_threads: int | None = Field(None, ge=0)
+    # TensorFlow's thread pools (tf.config.threading); null keeps TensorFlow's choice (one per core). "auto"
+    # gives a small Dense-only model one thread each, whose ops are too small to split (the MLP on 2 cores:
+    # half the CPU time an epoch), and leaves a conv net every core (dltrain/threads.py has the rule).
+    intra_op_parallelism_threads: Threads = "auto"
+    inter_op_parallelism_threads: Threads = "auto"
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

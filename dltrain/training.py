@@ -15,7 +15,7 @@ from typing import Any, Iterator
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 
-from dltrain import data, registry, runs
+from dltrain import data, registry, runs, threads
 from dltrain.config import LoadedConfig, load_config
 from dltrain.errors import DltrainError, ModelBuildError, first_line
 from dltrain.model import build_model
@@ -72,24 +72,6 @@ def compile_model(model: keras.Model, loaded: LoadedConfig) -> None:
     )
 
 
-def set_threads(loaded: LoadedConfig) -> None:
-    """Size TensorFlow's thread pools as `training.*_op_parallelism_threads` asks (before TensorFlow runs)."""
-    import tensorflow as tf
-
-    for which in ("intra", "inter"):
-        key = f"{which}_op_parallelism_threads"
-        wanted = getattr(loaded.config.training, key)
-        get = getattr(tf.config.threading, f"get_{key}")
-        if wanted is None or get() == wanted:
-            continue
-        try:
-            getattr(tf.config.threading, f"set_{key}")(wanted)
-        except RuntimeError:  # TensorFlow fixes its pools when it runs its first operation
-            raise loaded.error(TrainingError, ("training", key),
-                               f"TensorFlow already runs in this process with {key}={get()}; it cannot change",
-                               hint="set it in a fresh process (the dltrain command) or remove it") from None
-
-
 @contextmanager
 def dtype_policy(name: str | bool) -> Iterator[None]:
     """Build layers under Keras's dtype policy `name` (False: unchanged); the global policy is restored after."""
@@ -144,7 +126,7 @@ def _split_logs(logs: dict[str, float]) -> tuple[dict[str, float], dict[str, flo
 def train(loaded: LoadedConfig, output_dir: Path = Path("outputs"), *, progress: bool = True) -> TrainResult:
     """Train the configured model; write config, history, model and metrics to a new run folder."""
     config = loaded.config
-    set_threads(loaded)
+    threads.apply(loaded, data.describe(config.dataset).input_shape, TrainingError)  # before TF runs anything
     keras.backend.clear_session()  # fresh layer names and graph state, then the seed
     keras.utils.set_random_seed(config.seed)
     splits = data.load(config.dataset, config.seed)
@@ -210,6 +192,7 @@ def evaluate(run_dir: Path | None = None, *, model_path: Path | None = None,
     if model_path is None or config_path is None:
         raise DltrainError("give a run folder, or both --model and --config")
     loaded = load_config(config_path)
+    threads.apply(loaded, data.describe(loaded.config.dataset).input_shape, TrainingError)
     splits = data.load(loaded.config.dataset, loaded.config.seed)
     model = load_model(model_path)
     test_ds = data.to_dataset(splits.test, loaded.config.training.batch_size)

@@ -95,38 +95,80 @@ def test_jit_compile_reaches_keras(write_config, value: str, expected: bool):
     assert model.jit_compile is expected
 
 
-def test_thread_pools_are_sized_in_a_fresh_process(tmp_path: Path, write_config):
+def run_fresh(code: str, *args: str) -> str:
+    """Run Python code in a fresh process (TensorFlow not yet running) and return its stdout."""
     import os
     import subprocess
     import sys
 
-    config = write_config(SYNTHETIC)
-    code = (
-        "import sys; from pathlib import Path; import tensorflow as tf\n"
-        "from dltrain.config import load_config; from dltrain.training import train\n"
-        "train(load_config(sys.argv[1], ['training.intra_op_parallelism_threads=1',"
-        " 'training.inter_op_parallelism_threads=2']), Path(sys.argv[2]), progress=False)\n"
-        "print(tf.config.threading.get_intra_op_parallelism_threads(),"
-        " tf.config.threading.get_inter_op_parallelism_threads())\n"
-    )
     root = Path(__file__).resolve().parent.parent
-    done = subprocess.run([sys.executable, "-c", code, str(config), str(tmp_path / "out")], capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(root)})
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["1", "2"]
+    return done.stdout
+
+
+TRAIN_AND_PRINT_POOLS = (
+    "import sys; from pathlib import Path; import tensorflow as tf\n"
+    "from dltrain.config import load_config; from dltrain.training import train\n"
+    "train(load_config(sys.argv[1], sys.argv[3:]), Path(sys.argv[2]), progress=False)\n"
+    "print(tf.config.threading.get_intra_op_parallelism_threads(),"
+    " tf.config.threading.get_inter_op_parallelism_threads())\n"
+)
+
+
+def test_thread_pools_are_sized_in_a_fresh_process(tmp_path: Path, write_config):
+    config = str(write_config(SYNTHETIC))
+    explicit = run_fresh(TRAIN_AND_PRINT_POOLS, config, str(tmp_path / "a"),
+                         "training.intra_op_parallelism_threads=1", "training.inter_op_parallelism_threads=2")
+    assert explicit.split() == ["1", "2"]
+    # auto: the tiny Dense model gets one thread in each pool; null keeps TensorFlow's default (0).
+    assert run_fresh(TRAIN_AND_PRINT_POOLS, config, str(tmp_path / "b")).split() == ["1", "1"]
+    assert run_fresh(TRAIN_AND_PRINT_POOLS, config, str(tmp_path / "c"), "training.intra_op_parallelism_threads=null",
+                     "training.inter_op_parallelism_threads=null").split() == ["0", "0"]
+
+
+def test_auto_threads_rule_on_the_shipped_configs_and_edges(write_config):
+    from conftest import CONFIGS
+    from dltrain import threads
+
+    mlp = load_config(CONFIGS / "fashion_mnist.yaml")
+    assert threads.step_multiply_adds(mlp, (28, 28)) == (784 * 128 + 128 * 10) * 32
+    assert threads.choose(mlp, (28, 28)) == {"intra_op_parallelism_threads": 1, "inter_op_parallelism_threads": 1}
+    cnn = load_config(CONFIGS / "fashion_mnist_cnn.yaml")
+    assert threads.step_multiply_adds(cnn, (28, 28)) is None  # convolutions: TensorFlow's pools
+    assert set(threads.choose(cnn, (28, 28)).values()) == {None}
+    wide = load_config(CONFIGS / "fashion_mnist.yaml", ["model.layers[2].Dense.units=4096"])
+    assert threads.step_multiply_adds(wide, (28, 28)) > threads.SMALL_STEP
+    assert set(threads.choose(wide, (28, 28)).values()) == {None}
+    fixed = load_config(CONFIGS / "fashion_mnist_cnn.yaml", ["training.intra_op_parallelism_threads=2"])
+    assert threads.choose(fixed, (28, 28))["intra_op_parallelism_threads"] == 2
+
+
+@pytest.mark.parametrize("value, message", [
+    ("-1", "expected a thread count >= 0, 'auto' or null, got -1"),
+    ("many", "expected a thread count >= 0, 'auto' or null, got 'many'"),
+])
+def test_thread_counts_are_checked(write_config, value: str, message: str):
+    result = runner.invoke(app, ["check", str(write_config(SYNTHETIC)),
+                                 "--set", f"training.inter_op_parallelism_threads={value}"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: --set: training.inter_op_parallelism_threads: {message}"
 
 
 def test_thread_pools_cannot_change_once_tensorflow_runs(tmp_path: Path, write_config):
     import tensorflow as tf
 
     tf.constant(1) + 1  # TensorFlow has run an operation: its pools are fixed
-    wanted = tf.config.threading.get_intra_op_parallelism_threads() + 3
-    config = write_config(SYNTHETIC + f"  intra_op_parallelism_threads: {wanted}\n")
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    config = write_config(SYNTHETIC + f"  intra_op_parallelism_threads: {current + 3}\n")
     result = runner.invoke(app, ["train", str(config), "--output-dir", str(tmp_path / "out"), "--no-progress"])
     assert result.exit_code == 1
-    current = wanted - 3
     assert result.stderr.strip() == (
         f"error: {config}:22:3: training.intra_op_parallelism_threads: TensorFlow already runs in this process "
         f"with intra_op_parallelism_threads={current}; it cannot change (set it in a fresh process (the dltrain "
         "command) or remove it)")
     assert not (tmp_path / "out").exists()
+    # "auto" is only a speed-up: where it cannot apply, training goes on with the pools there are.
+    assert runner.invoke(app, ["train", str(write_config(SYNTHETIC)), "--output-dir", str(tmp_path / "auto"),
+                               "--no-progress"]).exit_code == 0
