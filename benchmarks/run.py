@@ -37,6 +37,7 @@ class Workload:
     epochs: int
     batch_size: int
     patience: int | None = None  # the config's EarlyStopping patience, given to the peer too
+    steps_per_execution: int = 1  # dltrain's, to know how many steps its first callback covers
     train_size: int | None = None  # None: the whole 60,000-image training split
     test_size: int | None = None
 
@@ -82,17 +83,18 @@ class Rows:
 
 
 def workload(name: str, config: Path, *, epochs: int | None, train_size: int | None,
-             test_size: int | None) -> Workload:
+             test_size: int | None, sets: list[str] = ()) -> Workload:
     """Read epochs, batch size and EarlyStopping patience from a dltrain config (no TensorFlow)."""
     from dltrain.config import load_config, split_spec
 
-    training = load_config(config).config.training
+    training = load_config(config, list(sets)).config.training
     patience = None
     for spec in training.callbacks:
         callback, kwargs = split_spec(spec)
         if callback == "EarlyStopping":
             patience = kwargs.get("patience", 0)
-    return Workload(name, config, epochs or training.epochs, training.batch_size, patience, train_size, test_size)
+    return Workload(name, config, epochs or training.epochs, training.batch_size, patience,
+                    training.steps_per_execution, train_size, test_size)
 
 
 def _spawn(command: list[str], log: Path, env: dict[str, str] | None = None) -> float:
@@ -182,11 +184,11 @@ def time_evaluate(run_dir: Path, work: Path, tag: str) -> tuple[float, dict]:
     return time.perf_counter() - start, record
 
 
-def progress_cost(epoch_seconds: float, updates: int) -> float:
+def progress_cost(epochs: int, epoch_seconds: float, updates: int) -> float:
     """CPU seconds the Rich progress callback costs per second of training, drawing to a forced terminal.
 
-    The callback gets `updates` batch-end calls spread over `epoch_seconds`, as in a real epoch, while its
-    refresh thread redraws; the process's CPU time over that span is the bar's whole cost.
+    The callback gets `updates` batch-end calls an epoch, spread over `epoch_seconds`, for `epochs` epochs,
+    as in the real run, while its refresh thread redraws; the process's CPU time is the bar's whole cost.
     """
     import io
 
@@ -194,17 +196,18 @@ def progress_cost(epoch_seconds: float, updates: int) -> float:
 
     from dltrain.progress import RichProgress
 
-    bar = RichProgress(1, updates, console=Console(file=io.StringIO(), force_terminal=True, width=120))
+    bar = RichProgress(epochs, updates, console=Console(file=io.StringIO(), force_terminal=True, width=120))
     logs = {"loss": 0.4123, "accuracy": 0.8511}
-    cpu = time.process_time()
+    cpu, wall = time.process_time(), time.perf_counter()
     bar.on_train_begin()
-    bar.on_epoch_begin(0)
-    for step in range(updates):
-        bar.on_train_batch_end(step, logs)
-        time.sleep(epoch_seconds / updates)
-    bar.on_epoch_end(0, logs)
+    for epoch in range(epochs):
+        bar.on_epoch_begin(epoch)
+        for step in range(updates):
+            bar.on_train_batch_end(step, logs)
+            time.sleep(epoch_seconds / updates)
+        bar.on_epoch_end(epoch, logs)
     bar.on_train_end()
-    return (time.process_time() - cpu) / epoch_seconds
+    return (time.process_time() - cpu) / (time.perf_counter() - wall)
 
 
 def _fmt_row(cells: list[str]) -> str:
@@ -258,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.workloads.split(","):
         epochs, train_size, test_size = quick[name] if args.quick else (None, None, None)
         workloads[name] = workload(name, configs[name], epochs=args.epochs or epochs,
-                                   train_size=args.train_size or train_size, test_size=args.test_size or test_size)
+                                   train_size=args.train_size or train_size, test_size=args.test_size or test_size,
+                                   sets=args.sets)
 
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="dltrain-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -305,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         n = results[name]["dltrain"].runs[-1].test_examples
         print(f"| {name}: `dltrain evaluate` wall s / model.evaluate examples/s | "
               f"{wall:.2f} / {n / record['evaluate_seconds']:,.0f} |")
+    bar_cost = None
     for name, rows in no_progress.items():
         if rows.runs:
             on = statistics.median(results[name]["dltrain"].epochs())
@@ -312,16 +317,35 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {name}: s/epoch progress on / off (median) | {on:.2f} / {off:.2f} ({100 * (on / off - 1):+.1f}%) |")
             w = workloads[name]
             steps = -(-results[name]["dltrain"].runs[0].train_examples // w.batch_size)
-            print(f"| {name}: progress bar CPU per second of training (isolated) | "
-                  f"{100 * progress_cost(off, steps // _steps_per_execution(w)):.2f}% |")
+            bar_cost = progress_cost(w.epochs, off, max(1, steps // w.steps_per_execution))
+            print(f"| {name}: progress bar CPU per second of training (isolated) | {100 * bar_cost:.2f}% |")
+    print()
+    print(targets(results, helps, bar_cost))
     print(f"\n(total {time.perf_counter() - began:.0f} s; logs in {work})")
     return 0
 
 
-def _steps_per_execution(w: Workload) -> int:
-    from dltrain.config import load_config
+def targets(results: dict[str, dict[str, Rows]], helps: list[float], bar_cost: float | None) -> str:
+    """The issue's targets, each with the measured value and whether it was met."""
+    rows = ["| target | measured | met |", "| --- | --- | --- |"]
 
-    return load_config(w.config).config.training.steps_per_execution
+    def add(what: str, value: str, met: bool) -> None:
+        rows.append(f"| {what} | {value} | {'yes' if met else '**no**'} |")
+
+    for name, goal in (("mlp", 3.0), ("cnn", 1.3)):
+        if name in results:
+            peer, ours = results[name]["peer"], results[name]["dltrain"]
+            ratio = ours.examples_per_second() / peer.examples_per_second()
+            delta = 100 * (ours.accuracy() - peer.accuracy())
+            add(f"{name}: examples/s ≥ {goal}× peer, accuracy ≥ peer − 0.5 points",
+                f"{ratio:.2f}×, {delta:+.2f} points", ratio >= goal and delta >= -0.5)
+            gap = (statistics.median(r.start_to_first_step for r in ours.runs)
+                   - statistics.median(r.start_to_first_step for r in peer.runs))
+            add(f"{name}: start→first step ≤ peer + 1 s", f"{gap:+.2f} s", gap <= 1.0)
+    add("`dltrain --help` < 0.3 s (median)", f"{statistics.median(helps):.2f} s", statistics.median(helps) < 0.3)
+    if bar_cost is not None:
+        add("progress bar < 2% of epoch time (isolated)", f"{100 * bar_cost:.2f}%", bar_cost < 0.02)
+    return "\n".join(rows)
 
 
 def _versions() -> str:

@@ -170,7 +170,7 @@ class TrainingConfig(Section):
     # because small models are bound by per-step Python overhead, not by arithmetic.
     steps_per_execution: int = Field(50, ge=1)
     # Keras's "auto" turns XLA off on CPU-only machines and on with a GPU. On 2 CPU cores XLA made both
-    # Fashion-MNIST configs slower (MLP 2.1 -> 7.7 s/epoch, CNN 6-8x; benchmarks/README.md).
+    # Fashion-MNIST configs slower (MLP 1.2 -> 5-6 s/epoch, CNN 6-8x; benchmarks/README.md).
     jit_compile: bool | Literal["auto"] = "auto"
     # true: tf.data keeps the decoded examples (and the fixed validation/test batches) in memory after the
     # first epoch, so later epochs skip slicing and batching (MLP 2.3 -> 1.8 s/epoch); a path: cache files

@@ -33,16 +33,22 @@ def step_multiply_adds(loaded: LoadedConfig, input_shape: tuple[int, ...] | None
     total = 0
     for spec in model.layers:
         name, kwargs = split_spec(spec)
+        if kwargs.get("inputs") is not None:
+            return None
         if name == "Dense":
-            total += math.prod(shape) * int(kwargs["units"])
-            shape = shape[:-1] + [int(kwargs["units"])]
+            units = kwargs.get("units")
+            if type(units) is not int:
+                return None  # building the model reports the mistake, with its line
+            total += math.prod(shape) * units
+            shape = shape[:-1] + [units]
         elif name == "Flatten":
             shape = [math.prod(shape)]
         elif name == "Reshape":
-            shape = [int(d) for d in kwargs["target_shape"]]
-            if -1 in shape:
+            target = kwargs.get("target_shape")
+            if not isinstance(target, list) or not all(type(d) is int and d > 0 for d in target):
                 return None
-        elif name not in _LIGHT or kwargs.get("inputs") is not None:
+            shape = list(target)
+        elif name not in _LIGHT:
             return None
     return total * loaded.config.training.batch_size
 

@@ -58,5 +58,7 @@ def test_harness_prints_a_sane_markdown_table(tmp_path: Path, capsys: pytest.Cap
     assert 0 < fastest <= median < 10
     assert any(line.startswith("| mlp: `dltrain evaluate` wall s") for line in lines)
     assert re.search(r"\| mlp: progress bar CPU per second of training \(isolated\) \| \d+\.\d\d% \|", out)
+    assert re.search(r"\| mlp: examples/s ≥ 3.0× peer, accuracy ≥ peer − 0.5 points \| \d+\.\d\d×, [+-]\d+\.\d\d points "
+                     r"\| (yes|\*\*no\*\*) \|", out)
     # Every run left its own run folder: nothing was reused between runs.
     assert len(list((tmp_path / "outputs-mlp-0").iterdir())) == 1

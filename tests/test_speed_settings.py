@@ -172,3 +172,10 @@ def test_thread_pools_cannot_change_once_tensorflow_runs(tmp_path: Path, write_c
     # "auto" is only a speed-up: where it cannot apply, training goes on with the pools there are.
     assert runner.invoke(app, ["train", str(write_config(SYNTHETIC)), "--output-dir", str(tmp_path / "auto"),
                                "--no-progress"]).exit_code == 0
+
+
+def test_auto_threads_leave_config_mistakes_to_the_model_builder(tmp_path: Path, write_config):
+    config = write_config(SYNTHETIC.replace("Dense: {units: 16, activation: relu}", "Dense: {activation: relu}"))
+    result = runner.invoke(app, ["train", str(config), "--output-dir", str(tmp_path), "--no-progress"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.startswith(f"error: {config}:12:7: model.layers[0].Dense")
