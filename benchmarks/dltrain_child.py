@@ -22,6 +22,13 @@ def _instrument(record: dict) -> None:
     import keras
 
     class FirstStep(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.cpu = time.process_time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            # CPU seconds of all threads: a measure that other programs on the machine barely move.
+            record.setdefault("epoch_cpu_seconds", []).append(time.process_time() - self.cpu)
+
         def on_train_batch_end(self, batch, logs=None):
             if "first_batch_end" not in record:
                 # With steps_per_execution > 1 this is the end of the first *execution*: run.py takes

@@ -37,8 +37,8 @@ def test_harness_prints_a_sane_markdown_table(tmp_path: Path, capsys: pytest.Cap
     lines = [line for line in out.splitlines() if line.startswith("|")]
     head = cells(lines[0])
     assert head == ["workload", "tool", "runs", "s/epoch min", "s/epoch median", "examples/s", "× peer",
-                    "test acc (mean)", "Δ acc (points)", "peak RSS MB", "start→first step s",
-                    "evaluate examples/s"]
+                    "CPU s/epoch", "× peer (CPU)", "test acc (mean)", "Δ acc (points)", "peak RSS MB",
+                    "start→first step s", "evaluate examples/s"]
     rows = {cells(line)[1]: dict(zip(head, cells(line))) for line in lines[2:4]}
     assert set(rows) == {"peer", "dltrain"}
     for row in rows.values():
@@ -48,6 +48,7 @@ def test_harness_prints_a_sane_markdown_table(tmp_path: Path, capsys: pytest.Cap
         assert float(row["examples/s"].replace(",", "")) == pytest.approx(
             1800 / float(row["s/epoch median"]), rel=0.02)
         assert 0.3 < float(row["test acc (mean)"]) <= 1.0  # 10 classes: chance is 0.1
+        assert 0 < float(row["CPU s/epoch"]) < 240  # 2 cores: at most twice the wall time, and then some
         assert 100 < float(row["peak RSS MB"].replace(",", "")) < 20000
         assert 1 < float(row["start→first step s"]) < 120
     ratio = float(rows["dltrain"]["examples/s"].replace(",", "")) / float(rows["peer"]["examples/s"].replace(",", ""))
