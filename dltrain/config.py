@@ -72,6 +72,18 @@ def _short(value: Any) -> str:
 Spec = Annotated[str | dict[str, dict[str, Any]], BeforeValidator(_check_spec)]
 
 
+def _check_threads(value: Any) -> Any:
+    """Accept a thread count >= 0, "auto" or None (TensorFlow's own choice)."""
+    if value is None or value == "auto" or (type(value) is int and value >= 0):
+        return value
+    raise PydanticCustomError("threads", "expected a thread count >= 0, 'auto' or null, got {got}",
+                              {"got": _short(value)})
+
+
+# A size for one of TensorFlow's thread pools (see TrainingConfig).
+Threads = Annotated[int | Literal["auto"] | None, BeforeValidator(_check_threads)]
+
+
 class Section(BaseModel):
     """A config section: unknown keys are errors with a suggestion, never silently dropped."""
 
@@ -160,9 +172,23 @@ class TrainingConfig(Section):
     # Keras's default is 1; 50 halves the Fashion-MNIST MLP's epoch time on 2 CPU cores (4.9 s -> 2.0 s),
     # because small models are bound by per-step Python overhead, not by arithmetic.
     steps_per_execution: int = Field(50, ge=1)
+    # Keras's "auto" turns XLA off on CPU-only machines and on with a GPU. On 2 CPU cores XLA made both
+    # Fashion-MNIST configs slower (MLP 1.2 -> 5-6 s/epoch, CNN 6-8x; benchmarks/README.md).
     jit_compile: bool | Literal["auto"] = "auto"
     # Keras's TensorBoard callback writing <run>/tensorboard/ (scalars each epoch, the graph).
     tensorboard: bool = True
+    # true: tf.data keeps the decoded examples (and the fixed validation/test batches) in memory after the
+    # first epoch, so later epochs skip slicing and batching (MLP 2.3 -> 1.8 s/epoch); a path: cache files
+    # with that prefix, for data larger than memory; false: rebuild every epoch.
+    cache: bool | str = True
+    # mixed_bfloat16 / mixed_float16: Keras's mixed-precision policies. Off by default: accuracy can move
+    # and the gain depends on the hardware (benchmarks/README.md has the CPU numbers).
+    mixed_precision: Literal[False, "mixed_bfloat16", "mixed_float16"] = False
+    # TensorFlow's thread pools (tf.config.threading); null keeps TensorFlow's choice (one per core). "auto"
+    # gives a small Dense-only model one thread each, whose ops are too small to split (the MLP on 2 cores:
+    # half the CPU time an epoch), and leaves a conv net every core (dltrain/threads.py has the rule).
+    intra_op_parallelism_threads: Threads = "auto"
+    inter_op_parallelism_threads: Threads = "auto"
 
 
 class MlflowConfig(Section):

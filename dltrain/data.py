@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,12 +211,29 @@ def load(config: DatasetConfig, seed: int) -> Splits:
     return Splits(train, val, test, info)
 
 
+def cache_file(prefix: str, name: str, split: Split, batch_size: int) -> str:
+    """The tf.data cache file for one split: named after its content, so a changed split never reads stale data."""
+    digest = hashlib.blake2b(digest_size=8)
+    for array in (split.x, split.y):
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).data)
+    digest.update(str(batch_size).encode())
+    return f"{prefix}{name}-{digest.hexdigest()}"
+
+
 def to_dataset(split: Split, batch_size: int, *, shuffle: bool = False, buffer: int | None = None,
-               seed: int | None = None) -> Any:
-    """A batched, prefetched `tf.data.Dataset` over one split."""
+               seed: int | None = None, cache: bool | str = False) -> Any:
+    """A batched, prefetched `tf.data.Dataset` over one split; `cache` True (memory) or a file name."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((split.x, split.y))
+    filename = "" if cache is True else cache or None
     if shuffle:
-        ds = ds.shuffle(buffer or len(split), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        if filename is not None:  # cache the examples, not the batches, so every epoch is reshuffled
+            ds = ds.cache(filename)
+        ds = ds.shuffle(buffer or len(split), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    else:
+        ds = ds.batch(batch_size)
+        if filename is not None:  # an unshuffled split yields the same batches every epoch: keep them
+            ds = ds.cache(filename)
+    return ds.prefetch(tf.data.AUTOTUNE)

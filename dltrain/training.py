@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 import shutil
 import signal
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
@@ -15,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from dltrain import checkpoint, data, registry, report, runs, tracking
+from dltrain import checkpoint, data, registry, report, runs, threads, tracking
 from dltrain.checkpoint import Checkpoint, EpochRecorder, NonFiniteWeights
 from dltrain.config import LoadedConfig, load_config
 from dltrain.epochs import EpochRandomness
@@ -82,6 +84,28 @@ def compile_model(model: keras.Model, loaded: LoadedConfig) -> None:
     )
 
 
+@contextmanager
+def dtype_policy(name: str | bool) -> Iterator[None]:
+    """Build layers under Keras's dtype policy `name` (False: unchanged); the global policy is restored after."""
+    if not name:
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _cache(cache: bool | str, name: str, split: data.Split, batch_size: int) -> bool | str:
+    """`training.cache` for one split: True/False as given; a path prefix becomes that split's own file."""
+    if isinstance(cache, bool):
+        return cache
+    Path(cache).parent.mkdir(parents=True, exist_ok=True)
+    return data.cache_file(cache, name, split, batch_size)
+
+
 def build_callbacks(loaded: LoadedConfig) -> list[keras.callbacks.Callback]:
     """The config's `training.callbacks` as Keras callback objects."""
     return [registry.build("callback", spec, loaded, ("training", "callbacks", i))
@@ -142,10 +166,12 @@ def _prepare(loaded: LoadedConfig) -> tuple[keras.Model, data.Splits, list[keras
     """Seed, load the data, build and compile the model, and check the loss on two examples."""
     config = loaded.config
     tracking.check_installed(loaded)
+    threads.apply(loaded, data.describe(config.dataset).input_shape, TrainingError)  # before TF runs anything
     keras.backend.clear_session()  # fresh layer names and graph state, then the seed
     keras.utils.set_random_seed(config.seed)
     splits = data.load(config.dataset, config.seed)
-    model = build_model(loaded, splits.info.input_shape)
+    with dtype_policy(config.training.mixed_precision):  # layers take the policy when they are built
+        model = build_model(loaded, splits.info.input_shape)
     check_inputs(model, loaded, splits.info)
     compile_model(model, loaded)
     _dry_run(model, loaded, splits)
@@ -218,13 +244,17 @@ def _fit(loaded: LoadedConfig, model: keras.Model, splits: data.Splits, user_cal
     config = loaded.config
     epochs, batch_size = config.training.epochs, config.training.batch_size
     randomness = EpochRandomness(config.seed)
-    if config.training.shuffle:
-        train_ds = randomness.dataset(splits.train, batch_size, config.training.shuffle_buffer)
+
+    def pipeline(name: str, split: data.Split) -> Any:
+        return for_model(model, data.to_dataset(
+            split, batch_size, cache=_cache(config.training.cache, name, split, batch_size)))
+
+    if config.training.shuffle:  # the order comes from (seed, epoch), so a resumed run replays it
+        train_ds = for_model(model, randomness.dataset(splits.train, batch_size, config.training.shuffle_buffer))
     else:
-        train_ds = data.to_dataset(splits.train, batch_size)
-    train_ds = for_model(model, train_ds)
-    val_ds = for_model(model, data.to_dataset(splits.val, batch_size)) if splits.val else None
-    test_ds = for_model(model, data.to_dataset(splits.test, batch_size))
+        train_ds = pipeline("train", splits.train)
+    val_ds = pipeline("val", splits.val) if splits.val else None
+    test_ds = pipeline("test", splits.test)
 
     history = start.history if start else []
     recorder = EpochRecorder(run_dir, loaded.resolved(), epochs, history)
@@ -367,6 +397,7 @@ def evaluate(run_dir: Path | None = None, *, model_path: Path | None = None,
     if model_path is None or config_path is None:
         raise DltrainError("give a run folder, or both --model and --config")
     loaded = load_config(config_path)
+    threads.apply(loaded, data.describe(loaded.config.dataset).input_shape, TrainingError)
     splits = data.load(loaded.config.dataset, loaded.config.seed)
     model = load_model(model_path, loaded)
     test_ds = for_model(model, data.to_dataset(splits.test, loaded.config.training.batch_size))
