@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 import os
 import platform
 import statistics
@@ -152,6 +153,7 @@ def run_dltrain(w: Workload, work: Path, tag: str, *, progress: bool = True,
                 sets: list[str] = ()) -> tuple[Run, Path]:
     """Train and evaluate with `dltrain train` once; also return the run folder."""
     out = work / f"outputs-{tag}"
+    shutil.rmtree(out, ignore_errors=True)  # a reused --work-dir must not hold an older run
     args = ["train", str(w.config), "--output-dir", str(out), "--set", f"training.epochs={w.epochs}"]
     for key, value in (("train_size", w.train_size), ("test_size", w.test_size)):
         if value:

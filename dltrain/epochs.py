@@ -64,11 +64,18 @@ class EpochRandomness(keras.callbacks.Callback):
         def order(_: Any) -> Any:
             noise = tf.random.stateless_uniform([count], seed=tf.stack([seed, self.epoch]))
             keys = noise if spread is None else tf.range(count, dtype=tf.float32) + noise * spread
-            return tf.data.Dataset.from_tensor_slices(tf.argsort(keys))
+            # One gather per epoch, then whole batches sliced off a reshaped tensor: no per-example or
+            # per-batch function calls in tf.data, which cost more than the gather on small models.
+            index = tf.argsort(keys)
+            xs, ys = tf.gather(x, index), tf.gather(y, index)
+            batches = tf.data.Dataset.from_tensor_slices((
+                tf.reshape(xs[:full], [full // batch_size, batch_size, *x.shape[1:]]),
+                tf.reshape(ys[:full], [full // batch_size, batch_size, *y.shape[1:]])))
+            if full < count:
+                batches = batches.concatenate(tf.data.Dataset.from_tensors((xs[full:], ys[full:])))
+            return batches
 
-        batches = -(-count // batch_size)
-        return (tf.data.Dataset.range(1).flat_map(order).batch(batch_size)
-                .map(lambda index: (tf.gather(x, index), tf.gather(y, index)), num_parallel_calls=tf.data.AUTOTUNE,
-                     deterministic=True)
-                .apply(tf.data.experimental.assert_cardinality(batches))
+        full = count // batch_size * batch_size
+        return (tf.data.Dataset.range(1).flat_map(order)
+                .apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
                 .prefetch(tf.data.AUTOTUNE))
