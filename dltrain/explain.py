@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from dltrain.config import LoadedConfig
+from dltrain.references import get_path
 from dltrain.yamlsource import Path_, dotted
 
 DEFAULT = "default"
@@ -29,15 +30,7 @@ def _leaves(value: Any, path: Path_ = ()) -> list[tuple[Path_, Any]]:
 
 
 def _written(data: Any, path: Path_) -> bool:
-    node = data
-    for part in path:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-        else:
-            return False
-    return True
+    return get_path(data, path)[0]
 
 
 def _source(loaded: LoadedConfig, path: Path_) -> str:

@@ -68,20 +68,12 @@ def summarize(info: runs.RunInfo) -> RunSummary:
 
 
 def _get(config: dict[str, Any] | None, key: str) -> tuple[bool, Any]:
-    from dltrain.references import parse_ref
+    from dltrain.references import get_path, parse_ref
 
     path = parse_ref(key)
     if path is None:
         raise ConfigError(f"cannot read key path '{key}'", hint="write it like name=mnist* or training.epochs=5")
-    node: Any = config
-    for part in path:
-        if isinstance(part, int) and isinstance(node, list) and part < len(node):
-            node = node[part]
-        elif isinstance(part, str) and isinstance(node, dict) and part in node:
-            node = node[part]
-        else:
-            return False, None
-    return True, node
+    return get_path(config, path)
 
 
 def _matches(summary: RunSummary, key: str, pattern: str) -> bool:

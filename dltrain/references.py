@@ -36,7 +36,8 @@ def parse_ref(text: str) -> Path_ | None:
     return tuple(parts)
 
 
-def _get(data: Any, path: Path_) -> tuple[bool, Any]:
+def get_path(data: Any, path: Path_) -> tuple[bool, Any]:
+    """(found, value) of the key path `path` in plain config data."""
     node = data
     for part in path:
         if isinstance(part, int) and isinstance(node, list) and part < len(node):
@@ -74,7 +75,7 @@ class Resolver:
 
     def resolve_subtree(self, path: Path_) -> Any:
         """Resolve the references under one key (in place) and return its value."""
-        found, value = _get(self.data, path)
+        found, value = get_path(self.data, path)
         if not found:
             return None
         value = self._walk(value, path)
@@ -129,7 +130,7 @@ class Resolver:
         if inside:
             chain = " -> ".join(dotted(p) for p in [*self._resolving[inside[0]:], target])
             raise self._error(at, f"references form a cycle: {chain}", "one of these keys needs a plain value")
-        found, value = _get(self.data, target)
+        found, value = get_path(self.data, target)
         if found:
             if isinstance(value, str) and "${" in value or isinstance(value, (dict, list)):
                 value = self._walk(value, target)
