@@ -9,7 +9,7 @@ import re
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
@@ -297,6 +297,8 @@ class LoadedConfig:
     written: dict[str, Any] = field(default_factory=dict)
     # The `--set` overrides, as given (a run folder keeps them in overrides.txt).
     overrides: list[str] = field(default_factory=list)
+    # `custom_objects`, once imported (registry.custom_objects): every Keras name lookup consults them.
+    imported: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def locate(self, path: Path_) -> Location | None:
         """Where the key `path` (or its nearest parent) was written."""
@@ -530,18 +532,17 @@ def schema_default(path: Path_) -> tuple[bool, Any]:
 class _DatasetFacts:
     """`${dataset.num_classes}` and friends: asked of the dataset only when a config refers to them."""
 
-    def __init__(self, resolver_of: Callable[[], Resolver], source: SourceMap, path: Path) -> None:
-        self.resolver_of = resolver_of
+    def __init__(self, source: SourceMap, path: Path) -> None:
         self.source = source
         self.path = path
+        self.resolver: Resolver | None = None  # set once the resolver that asks exists
         self.info: Any = None
 
     def __call__(self, target: Path_) -> tuple[bool, Any]:
         if len(target) != 2 or target[0] != "dataset" or target[1] not in DATA_FACTS:
             return False, None
         if self.info is None:
-            resolver = self.resolver_of()
-            section = resolver.resolve_subtree(("dataset",))
+            section = self.resolver.resolve_subtree(("dataset",))
             try:
                 dataset = DatasetConfig.model_validate(section)
             except ValidationError as error:
@@ -559,9 +560,8 @@ class _DatasetFacts:
 
 def resolve_references(data: dict[str, Any], source: SourceMap, path: Path) -> dict[Path_, str]:
     """Resolve every `${...}` in `data` in place; return the keys that held references."""
-    resolver: Resolver | None = None
-    facts = _DatasetFacts(lambda: resolver, source, path)
-    resolver = Resolver(data, source, schema_default, facts)
+    facts = _DatasetFacts(source, path)
+    resolver = facts.resolver = Resolver(data, source, schema_default, facts)
     resolver.resolve_all()
     return resolver.references
 

@@ -134,8 +134,10 @@ def custom_folders(loaded: LoadedConfig) -> list[str]:
 
 def custom_objects(loaded: LoadedConfig) -> dict[str, Any]:
     """The objects listed in `custom_objects`, imported, by name (also what `load_model` needs)."""
-    return {ref.partition(":")[2]: _import(ref, loaded, ("custom_objects", i))
-            for i, ref in enumerate(loaded.config.custom_objects)}
+    if loaded.imported is None:  # once per config: lookups of every layer and metric come here
+        loaded.imported = {ref.partition(":")[2]: _import(ref, loaded, ("custom_objects", i))
+                           for i, ref in enumerate(loaded.config.custom_objects)}
+    return loaded.imported
 
 
 def _fits(kind: str, obj: Any) -> bool:

@@ -75,20 +75,17 @@ def _set(schema: dict[str, Any], place: tuple[str, ...], value: dict[str, Any]) 
     node[place[-1]] = {**{k: v for k, v in old.items() if k in ("default", "description")}, **value}
 
 
-def config_schema(keras_names: bool = True) -> dict[str, Any]:
-    """The JSON Schema of a config file; with `keras_names`, Keras's classes and their arguments."""
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema of a config file, with Keras's classes and their arguments."""
     schema = Config.model_json_schema()
     schema["properties"]["extends"] = {"type": "string", "description": "a base config this file extends"}
     schema["$defs"]["DatasetConfig"]["properties"]["name"]["enum"] = list(DATASET_NAMES)
-    if keras_names:
-        for place, kind in _SPEC_PLACES:
-            spec = _spec_schema(kind)
-            if kind in ("loss", "metric"):
-                per_output = {"type": "object", "additionalProperties": spec if kind == "loss"
-                              else {"type": "array", "items": spec}}
-                listed = spec if kind == "loss" else {"type": "array", "items": spec}
-                _set(schema, place, {"anyOf": [listed, per_output]})
-            else:
-                _set(schema, place, spec)
+    for place, kind in _SPEC_PLACES:
+        spec = _spec_schema(kind)
+        if kind in ("loss", "metric"):
+            one = spec if kind == "loss" else {"type": "array", "items": spec}
+            _set(schema, place, {"anyOf": [one, {"type": "object", "additionalProperties": one}]})
+        else:
+            _set(schema, place, spec)
     schema = _allow_references(schema)
     return {"$schema": SCHEMA_DRAFT, "title": "dltrain config", **schema}

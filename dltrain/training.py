@@ -121,15 +121,20 @@ def check_inputs(model: keras.Model, loaded: LoadedConfig, info: data.DatasetInf
                            "one array per example", hint="use a single input, or a dataset with named features")
 
 
+def targets(model: keras.Model, y: Any) -> Any:
+    """The labels as the model's outputs take them: the same array for every output of a multi-output model."""
+    names = list(model.output_names)
+    return {name: y for name in names} if len(names) > 1 else y
+
+
 def for_model(model: keras.Model, dataset: Any) -> Any:
     """Give every output of a multi-output model the dataset's labels (auxiliary heads, deep supervision)."""
-    names = list(model.output_names)
-    if len(names) < 2:
+    if len(model.outputs) < 2:
         return dataset
 
     @tf.autograph.experimental.do_not_convert
-    def repeat_labels(x: Any, y: Any) -> tuple[Any, dict[str, Any]]:
-        return x, {name: y for name in names}
+    def repeat_labels(x: Any, y: Any) -> tuple[Any, Any]:
+        return x, targets(model, y)
 
     return dataset.map(repeat_labels)
 
@@ -141,8 +146,7 @@ def _dry_run(model: keras.Model, loaded: LoadedConfig, splits: data.Splits) -> N
     pick = [int(labels.argmin()), int(labels.argmax())]
     x, y = splits.train.x[pick], splits.train.y[pick]
     try:
-        targets = {name: y for name in model.output_names} if len(model.outputs) > 1 else y
-        model.compute_loss(x=x, y=targets, y_pred=model(x, training=False))
+        model.compute_loss(x=x, y=targets(model, y), y_pred=model(x, training=False))
     except Exception as error:  # shape and dtype errors arrive as several TF/Keras types
         classes = splits.info.num_classes
         hint = f"the dataset has {classes} classes; check the last layer's units and the loss" if classes else None
