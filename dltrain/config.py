@@ -19,7 +19,51 @@ from dltrain.errors import ConfigError, Location
 from dltrain.references import DATA_FACTS, Resolver, parse_ref
 from dltrain.yamlsource import Path_, SourceMap, dotted, parse_yaml, read_yaml
 
-DATASET_NAMES = ("mnist", "fashion_mnist", "synthetic")
+BUILTIN_NAMES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "imdb", "reuters", "california_housing")
+DATASET_NAMES = (*BUILTIN_NAMES, "synthetic")
+FORMATS = ("npz", "npy", "csv", "parquet", "images", "text", "tfds")
+# Which sources each source-specific dataset key applies to ("path" formats and built-in names).
+SOURCE_KEYS: dict[str, set[str]] = {
+    "input_shape": {"synthetic"},
+    "num_classes": {"synthetic"},
+    "features": {"npz", "npy", "csv", "parquet"},
+    "label": {"npz", "npy", "csv", "parquet"},
+    "task": {"npz", "npy", "csv", "parquet"},
+    "test_split": {"npz", "npy", "csv", "parquet", "images", "text", "tfds", "california_housing"},
+    "image_size": {"images", "tfds"},
+    "color_mode": {"images"},
+    "interpolation": {"images", "tfds"},
+    "crop_to_aspect_ratio": {"images"},
+    "max_tokens": {"text"},
+    "output_sequence_length": {"text"},
+    "output_mode": {"text"},
+    "ngrams": {"text"},
+    "num_words": {"imdb", "reuters"},
+    "maxlen": {"imdb", "reuters"},
+    "label_mode": {"cifar100"},
+    "validation": {"npz", "npy", "csv", "parquet", "images", "text"},
+    "test": {"npz", "npy", "csv", "parquet", "images", "text"},
+    "train_size": None, "test_size": None,
+}
+SUFFIX_FORMATS = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # those image_dataset_from_directory reads
+
+
+def infer_format(path: str) -> str:
+    """The format a path's suffix names, or a folder's files show ("" when neither tells)."""
+    found = Path(path)
+    if found.is_dir():
+        # A folder of .npy arrays, or class folders of images or of text files: the first file tells.
+        if any(found.glob("*.npy")):
+            return "npy"
+        for sub in sorted(p for p in found.iterdir() if p.is_dir()):
+            for file in sorted(sub.iterdir())[:20]:
+                if file.suffix.lower() in IMAGE_SUFFIXES:
+                    return "images"
+                if file.suffix.lower() == ".txt":
+                    return "text"
+        return ""
+    return SUFFIX_FORMATS.get(found.suffix.lower(), "")
 
 
 def did_you_mean(name: str, candidates: list[str] | tuple[str, ...]) -> str | None:
@@ -104,40 +148,144 @@ class Section(BaseModel):
         return data
 
 
-class DatasetConfig(Section):
-    """Where the examples come from and how they are split."""
+class SourceConfig(Section):
+    """Another file or folder in the same format: an explicit `validation:` or `test:` source."""
 
-    name: str
+    path: str
+    format: str | None = None
+    features: str | list[str] | None = None
+    label: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, path: str) -> str:
+        return absolute_path(path)
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str | None) -> str | None:
+        return _check_format(value)
+
+
+def absolute_path(path: str) -> str:
+    """A data path as an absolute path: relative paths are read from the working folder, and the run
+    folder's config must still find the data when it is evaluated or resumed from elsewhere."""
+    return str(Path(os.path.expanduser(path)).absolute())
+
+
+def _check_format(value: str | None) -> str | None:
+    if value is not None and value not in FORMATS:
+        raise PydanticCustomError(
+            "unknown_format", "unknown format '{name}'",
+            {"name": value, "hint": did_you_mean(value, FORMATS) or f"expected one of: {', '.join(FORMATS)}"})
+    return value
+
+
+class DatasetConfig(Section):
+    """Where the examples come from and how they are split: a built-in `name`, or `path` + `format`.
+
+    Source-specific keys are named after the Keras argument they feed (`image_size`, `color_mode`,
+    `max_tokens`, `num_words`, ...); a key given to a source that does not use it is an error.
+    """
+
+    # `format` is validated before `name`: a TFDS name is any of its catalog's, not one of ours.
+    format: str | None = None
+    name: str | None = None
+    path: str | None = None
+    # Arrays and tables: which arrays or columns hold the features and the labels.
+    features: str | list[str] | None = None
+    label: str | None = None
+    task: Literal["classification", "regression"] | None = None
     validation_split: float = Field(0.1, ge=0.0, lt=1.0)
+    test_split: float | None = Field(None, gt=0.0, lt=1.0)
+    validation: SourceConfig | None = None
+    test: SourceConfig | None = None
     data_dir: str | None = None
     train_size: int | None = Field(None, ge=1)
     test_size: int | None = Field(None, ge=1)
     # Only for `synthetic`: the shape of one example and the number of classes.
     input_shape: list[int] | None = None
     num_classes: int | None = Field(None, ge=2)
+    # Image folders (keras.utils.image_dataset_from_directory's arguments and defaults).
+    image_size: list[int] = Field(default_factory=lambda: [256, 256], min_length=2, max_length=2)
+    color_mode: Literal["grayscale", "rgb", "rgba"] = "rgb"
+    interpolation: Literal["bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian",
+                           "mitchellcubic"] = "bilinear"
+    crop_to_aspect_ratio: bool = False
+    # Text folders (keras.layers.TextVectorization's arguments).
+    max_tokens: int | None = Field(None, ge=2)
+    output_sequence_length: int | None = Field(None, ge=1)
+    output_mode: Literal["int", "multi_hot", "count", "tf_idf"] = "int"
+    ngrams: int | None = Field(None, ge=1)
+    # imdb and reuters (keras.datasets' arguments): vocabulary size and sequence length.
+    num_words: int | None = Field(None, ge=1)
+    maxlen: int | None = Field(None, ge=1)
+    # cifar100: "fine" (100 classes) or "coarse" (20).
+    label_mode: Literal["fine", "coarse"] = "fine"
+    # Keras preprocessing layers applied to training batches only (RandomFlip, RandomRotation, ...).
+    augmentation: list[Spec] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
-    def _known_name(cls, name: str) -> str:
-        if name not in DATASET_NAMES:
+    def _known_name(cls, name: str | None, info: ValidationInfo) -> str | None:
+        if name is not None and info.data.get("format") != "tfds" and name not in DATASET_NAMES:
             raise PydanticCustomError(
                 "unknown_dataset",
                 "unknown dataset '{name}'",
                 {"name": name, "hint": did_you_mean(name, DATASET_NAMES)
-                 or f"expected one of: {', '.join(DATASET_NAMES)}"},
+                 or f"expected one of: {', '.join(DATASET_NAMES)}, or path: and format:"},
             )
         return name
 
+    @field_validator("path", "data_dir")
+    @classmethod
+    def _absolute(cls, path: str | None) -> str | None:
+        return None if path is None else absolute_path(path)
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str | None) -> str | None:
+        return _check_format(value)
+
+    @property
+    def kind(self) -> str:
+        """The source: a built-in's name, or the format of `path` ("" when it must be read off the folder)."""
+        if self.format == "tfds":
+            return "tfds"
+        if self.name is not None:
+            return self.name
+        return self.format or infer_format(self.path or "")
+
     @model_validator(mode="after")
-    def _synthetic_keys(self) -> DatasetConfig:
-        if self.name != "synthetic":
-            for key in ("input_shape", "num_classes"):
-                if getattr(self, key) is not None:
-                    raise PydanticCustomError(
-                        "synthetic_only",
-                        "'{key}' applies only to the synthetic dataset",
-                        {"key": key, "hint": f"remove it; {self.name} knows its own {key}"},
-                    )
+    def _source_keys(self) -> DatasetConfig:
+        if self.format == "tfds":
+            if self.path is not None:
+                raise PydanticCustomError("tfds_path", "a tfds source is named, not given a path",
+                                          {"key": "path", "hint": "remove 'path' and give the TFDS name in 'name'"})
+        elif (self.name is None) == (self.path is None):
+            raise PydanticCustomError(
+                "one_source", "give either 'name' (a built-in dataset) or 'path' (with 'format'), not "
+                + ("both" if self.name else "neither"),
+                {**({"key": "path"} if self.name else {}),
+                 "hint": f"built-ins: {', '.join(DATASET_NAMES)}; formats: {', '.join(FORMATS)}"})
+        if self.name is not None and self.format is not None and self.format != "tfds":
+            raise PydanticCustomError("name_format", "'format' applies only to a 'path' source",
+                                      {"key": "format", "hint": f"remove it; {self.name} is a built-in"})
+        kind = self.kind
+        for key in self.model_fields_set:
+            users = SOURCE_KEYS.get(key)
+            if users is not None and kind and kind not in users:
+                where = f"the {kind} dataset" if self.name and kind != "tfds" else f"'{kind}' sources"
+                raise PydanticCustomError(
+                    "source_key", "'{key}' does not apply to {where}",
+                    {"key": key, "where": where,
+                     "hint": f"remove it; it applies to: {', '.join(sorted(users))}"})
+        if self.validation is not None and "validation_split" in self.model_fields_set:
+            raise PydanticCustomError("validation_twice", "give either 'validation_split' or 'validation', not both",
+                                      {"key": "validation", "hint": "'validation' is a source of its own; remove 'validation_split'"})
+        if self.test is not None and self.test_split is not None:
+            raise PydanticCustomError("test_twice", "give either 'test_split' or 'test', not both",
+                                      {"key": "test", "hint": "'test' is a source of its own; remove 'test_split'"})
         return self
 
 

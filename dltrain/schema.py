@@ -12,6 +12,7 @@ _REFERENCE = {"type": "string", "pattern": r"\$\{[^{}]+\}", "description": "a ${
 # Where a config names Keras objects, and which kind of object each place takes.
 _SPEC_PLACES = (
     (("$defs", "ModelConfig", "properties", "layers", "items"), "layer"),
+    (("$defs", "DatasetConfig", "properties", "augmentation", "items"), "layer"),
     (("properties", "optimizer"), "optimizer"),
     (("properties", "loss"), "loss"),
     (("properties", "metrics"), "metric"),
@@ -79,7 +80,8 @@ def config_schema() -> dict[str, Any]:
     """The JSON Schema of a config file, with Keras's classes and their arguments."""
     schema = Config.model_json_schema()
     schema["properties"]["extends"] = {"type": "string", "description": "a base config this file extends"}
-    schema["$defs"]["DatasetConfig"]["properties"]["name"]["enum"] = list(DATASET_NAMES)
+    # Any string: with `format: tfds` the name is a TensorFlow Datasets name; ours are offered first.
+    schema["$defs"]["DatasetConfig"]["properties"]["name"]["examples"] = list(DATASET_NAMES)
     for place, kind in _SPEC_PLACES:
         spec = _spec_schema(kind)
         if kind in ("loss", "metric"):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dltrain import data
+from dltrain.data import builtins
 from dltrain.config import DatasetConfig
 from dltrain.errors import DataError
 
@@ -65,24 +66,24 @@ def test_train_and_test_size_take_subsets(fake_fashion: Path):
 
 def test_missing_dataset_offline_names_files_and_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("DLTRAIN_DATA", str(tmp_path))
-    monkeypatch.setattr(data, "search_dirs", lambda name, data_dir=None: [tmp_path / name])
+    monkeypatch.setattr(builtins, "search_dirs", lambda name, data_dir=None: [tmp_path / name])
     with pytest.raises(DataError) as info:
         data.load(DatasetConfig(name="mnist"), 0)
     assert str(info.value) == (
         "dataset.name: dataset 'mnist' not found locally and downloads are off (DLTRAIN_OFFLINE=1) "
         "(place train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
-        "t10k-labels-idx1-ubyte.gz in $DLTRAIN_DATA/mnist/ or /usr/share/datasets/mnist/)"
+        "t10k-labels-idx1-ubyte.gz (or Keras's mnist.npz) in $DLTRAIN_DATA/mnist/ or /usr/share/datasets/mnist/)"
     )
 
 
 def test_failed_download_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("DLTRAIN_OFFLINE")
-    monkeypatch.setattr(data, "search_dirs", lambda name, data_dir=None: [tmp_path / name])
+    monkeypatch.setattr(builtins, "search_dirs", lambda name, data_dir=None: [tmp_path / name])
 
-    def no_network(name: str):
+    def no_network(config: DatasetConfig):
         raise Exception("URL fetch failure on https://example.invalid/mnist.npz: None -- [Errno -2] Name or service not known")
 
-    monkeypatch.setattr(data, "_download", no_network)
+    monkeypatch.setattr(builtins, "_download", no_network)
     with pytest.raises(DataError, match=r"^dataset.name: dataset 'fashion_mnist' not found locally and the download "
                                         r"failed: URL fetch failure .* \(on Debian: apt-get install -y "
                                         r"dataset-fashion-mnist\)\)$"):
@@ -116,7 +117,7 @@ def test_keras_mnist_npz_is_read_for_mnist_only(tmp_path: Path, monkeypatch: pyt
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "mnist.npz", x_train=rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
              y_train=np.arange(20) % 10, x_test=np.zeros((5, 28, 28), np.uint8), y_test=np.arange(5))
-    monkeypatch.setattr(data, "search_dirs", lambda name, data_dir=None: [tmp_path])
+    monkeypatch.setattr(builtins, "search_dirs", lambda name, data_dir=None: [tmp_path])
     assert data.load(DatasetConfig(name="mnist", validation_split=0.0), 0).info.sizes["train"] == 20
     with pytest.raises(DataError, match="dataset 'fashion_mnist' not found locally"):
         data.load(DatasetConfig(name="fashion_mnist"), 0)

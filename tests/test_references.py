@@ -72,7 +72,7 @@ def test_reference_errors(write_config):
 
 def test_a_bad_dataset_section_is_reported_when_a_reference_needs_it(write_config):
     path = write_config(FASHION.replace("{name: fashion_mnist}", "{name: fashion_mnist, test_sise: 5}"))
-    assert error_of(path) == "F:2:32: dataset.test_sise: unknown key 'test_sise' (did you mean 'test_size'?)"
+    assert error_of(path) == "F:2:32: dataset.test_sise: unknown key 'test_sise' (did you mean 'test_size' or 'test_split' or 'test'?)"
 
 
 MULTI = """\

@@ -1,0 +1,10 @@
+"""Dataset sources become splits (arrays in memory, or files streamed from disk), and splits become
+`tf.data` pipelines. NumPy only at import: TensorFlow is imported where a pipeline is built."""
+
+from dltrain.data.builtins import DATA_ENV, OFFLINE_ENV, read_idx, search_dirs
+from dltrain.data.pipeline import cache_file, examples, in_memory, to_dataset
+from dltrain.data.sources import describe, load
+from dltrain.data.types import DatasetInfo, FileSplit, Preprocessing, Source, Split, Splits
+
+__all__ = ["DATA_ENV", "OFFLINE_ENV", "DatasetInfo", "FileSplit", "Preprocessing", "Source", "Split", "Splits",
+           "cache_file", "describe", "examples", "in_memory", "load", "read_idx", "search_dirs", "to_dataset"]

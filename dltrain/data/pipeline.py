@@ -1,0 +1,98 @@
+"""Splits become batched, prefetched `tf.data` pipelines; streamed files are decoded in parallel."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+import numpy as np
+
+from dltrain.data.types import AnySplit, FileSplit, Split
+from dltrain.errors import DataError, first_line
+
+
+def decoded(split: FileSplit, paths: Any, labels: Any) -> Any:
+    """A dataset of (example, label) from tensors of paths and labels, read in parallel, in order."""
+    import tensorflow as tf
+
+    @tf.autograph.experimental.do_not_convert
+    def read(path: Any, label: Any) -> tuple[Any, Any]:
+        return split.read(path), label
+
+    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+    # deterministic: the order stays the file order, so a seeded shuffle before this step is the order trained on.
+    return ds.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def in_memory(split: AnySplit, batch_size: int = 256) -> Split:
+    """The split as arrays in memory: a streamed split is read and decoded once (its cache in memory)."""
+    if isinstance(split, Split):
+        return split
+    import tensorflow as tf
+
+    x = np.empty((len(split), *split.element_shape), dtype=split.dtype)
+    done = 0
+    try:
+        for batch, _ in decoded(split, split.paths, split.y).batch(batch_size).prefetch(tf.data.AUTOTUNE):
+            x[done: done + len(batch)] = batch.numpy()
+            done += len(batch)
+    except tf.errors.OpError as error:
+        raise DataError(f"cannot read an example file: {first_line(error)}",
+                        hint="remove or replace the damaged file; the file list is in the dataset folder") from None
+    return Split(x, split.y)
+
+
+def examples(split: AnySplit, index: Any) -> Split:
+    """Some examples of a split as arrays (a dry run, plots): streamed files are read for just these."""
+    return in_memory(split.take(index))
+
+
+def _digest_files(digest: Any, split: FileSplit) -> None:
+    for path in split.paths:
+        stat = os.stat(path)
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    digest.update(f"{split.element_shape}{split.dtype}".encode())
+    digest.update(np.ascontiguousarray(split.y).data)
+
+
+def cache_file(prefix: str, name: str, split: AnySplit, batch_size: int) -> str:
+    """The tf.data cache file for one split: named after its content, so a changed split never reads stale data."""
+    digest = hashlib.blake2b(digest_size=8)
+    if isinstance(split, FileSplit):
+        _digest_files(digest, split)
+    else:
+        arrays = list(split.x.values()) if isinstance(split.x, dict) else [split.x]
+        for array in (*arrays, split.y):
+            digest.update(f"{array.dtype}{array.shape}".encode())
+            digest.update(np.ascontiguousarray(array).data)
+    digest.update(str(batch_size).encode())
+    return f"{prefix}{name}-{digest.hexdigest()}"
+
+
+def tensors(x: Any) -> Any:
+    """Features as tensors: one array, or a dict of named arrays (strings stay strings)."""
+    import tensorflow as tf
+
+    return {k: tf.constant(v) for k, v in x.items()} if isinstance(x, dict) else tf.constant(x)
+
+
+def to_dataset(split: AnySplit, batch_size: int, *, shuffle: bool = False, buffer: int | None = None,
+               seed: int | None = None, cache: bool | str = False) -> Any:
+    """A batched, prefetched `tf.data.Dataset` over one split; `cache` True (memory) or a file name."""
+    import tensorflow as tf
+
+    if isinstance(split, FileSplit):
+        ds = decoded(split, split.paths, split.y)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((split.x, split.y))
+    filename = "" if cache is True else cache or None
+    if shuffle:
+        if filename is not None:  # cache the examples, not the batches, so every epoch is reshuffled
+            ds = ds.cache(filename)
+        ds = ds.shuffle(buffer or len(split), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    else:
+        ds = ds.batch(batch_size)
+        if filename is not None:  # an unshuffled split yields the same batches every epoch: keep them
+            ds = ds.cache(filename)
+    return ds.prefetch(tf.data.AUTOTUNE)

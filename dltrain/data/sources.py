@@ -1,0 +1,129 @@
+"""Which module reads a dataset, and how its examples become train, validation and test splits."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from dltrain.config import BUILTIN_NAMES, FORMATS, DatasetConfig, SourceConfig
+from dltrain.data.types import AnySplit, DatasetInfo, FileSplit, Source, Split, Splits, feature_count
+from dltrain.errors import DataError
+
+# Each module has `describe(config) -> DatasetInfo` (cheap: no full read) and `read(config, seed) -> Source`.
+_MODULES = {
+    **{name: "builtins" for name in BUILTIN_NAMES},
+    "synthetic": "synthetic",
+    "npz": "arrays", "npy": "arrays",
+    "csv": "tabular", "parquet": "tabular",
+    "images": "images",
+    "text": "text",
+    "tfds": "tfds",
+}
+
+
+def source_module(config: DatasetConfig) -> ModuleType:
+    """The module that reads this dataset; a missing path or an unknown format is an error here."""
+    if config.path is not None:
+        path = Path(config.path)
+        if not path.exists():
+            raise DataError(f"dataset path '{config.path}' not found", key="dataset.path",
+                            hint="check the path; a relative path is read from the working folder")
+        if not config.kind:
+            raise DataError(f"cannot tell the format of '{config.path}'", key="dataset.path",
+                            hint=f"add 'format:' under 'dataset', one of: {', '.join(FORMATS)}")
+    return importlib.import_module(f"dltrain.data.{_MODULES[config.kind]}")
+
+
+def describe(config: DatasetConfig) -> DatasetInfo:
+    """Facts about a dataset that are known without loading it all (for `dltrain check` and `${dataset.*}`)."""
+    return source_module(config).describe(config)
+
+
+def _nested(config: DatasetConfig, source: SourceConfig) -> DatasetConfig:
+    """An explicit validation or test source: the dataset's own settings with another path."""
+    return config.model_copy(update={
+        "path": source.path, "format": source.format or config.format,
+        "features": source.features if source.features is not None else config.features,
+        "label": source.label if source.label is not None else config.label,
+        "validation": None, "test": None, "test_split": None})
+
+
+def _read_other(config: DatasetConfig, source: SourceConfig, which: str, seed: int, info: DatasetInfo) -> AnySplit:
+    other = _nested(config, source)
+    try:
+        read = source_module(other).read(other, seed)
+    except DataError as error:
+        error.key = f"dataset.{which}"
+        raise
+    if info.class_names and read.info.class_names and read.info.class_names != info.class_names:
+        raise DataError(f"the {which} source's classes ({', '.join(read.info.class_names)}) differ from the "
+                        f"training classes ({', '.join(info.class_names)})", key=f"dataset.{which}",
+                        hint="both sources need the same class folders (or the same label values)")
+    return read.train
+
+
+def _carve(split: AnySplit, fraction: float, rng: np.random.Generator) -> tuple[AnySplit, AnySplit | None]:
+    """(rest, carved): `fraction` of `split`'s examples drawn with `rng`; both keep their stored order."""
+    order = rng.permutation(len(split))
+    n = int(round(len(order) * fraction))
+    if not n:
+        return split, None
+    # Sorted indices keep the copies cache-friendly; training shuffles anyway.
+    return split.take(np.sort(order[n:])), split.take(np.sort(order[:n]))
+
+
+def _check(split: AnySplit, info: DatasetInfo, which: str) -> None:
+    count = len(split.paths) if isinstance(split, FileSplit) else feature_count(split.x)
+    if count != len(split.y):
+        raise DataError(f"the {which} split has {count} examples but {len(split.y)} labels", key="dataset",
+                        hint="features and labels must have the same length")
+    if isinstance(split, Split) and isinstance(split.x, dict):
+        lengths = {name: len(array) for name, array in split.x.items()}
+        if len(set(lengths.values())) > 1:
+            listed = ", ".join(f"{name}: {n}" for name, n in lengths.items())
+            raise DataError(f"the {which} split's features have different lengths ({listed})", key="dataset.features",
+                            hint="every named feature array needs one row per example")
+    y = split.y
+    if info.num_classes and len(y) and np.issubdtype(y.dtype, np.number) and (y.min() < 0 or y.max() >= info.num_classes):
+        raise DataError(f"{which} labels range over {y.min()}..{y.max()}, outside 0..{info.num_classes - 1}",
+                        key="dataset", hint=f"the dataset has {info.num_classes} classes; labels must be 0.."
+                                            f"{info.num_classes - 1}")
+
+
+def load(config: DatasetConfig, seed: int) -> Splits:
+    """Read a dataset and split it: test and validation examples are carved deterministically from `seed`
+    (`test_split`, `validation_split`), or read from explicit `test:` and `validation:` sources."""
+    source = source_module(config).read(config, seed)
+    info, train, test = source.info, source.train, source.test
+    if config.train_size is not None and config.kind != "synthetic":
+        keep = np.sort(np.random.default_rng(seed).permutation(len(train))[: config.train_size])
+        train = train.take(keep)
+    if config.test is not None:
+        test = _read_other(config, config.test, "test", seed, info)
+    elif config.test_split is not None:
+        if test is not None:
+            raise DataError(f"'{info.name}' has its own test split; test_split would carve another",
+                            key="dataset.test_split", hint="remove test_split")
+        train, test = _carve(train, config.test_split, np.random.default_rng([seed, 1]))
+    if test is None:
+        raise DataError(f"'{info.name}' has no test split", key="dataset",
+                        hint="add 'test_split: 0.2' under 'dataset', or a 'test:' source with its own path")
+    if config.validation is not None:
+        val = _read_other(config, config.validation, "validation", seed, info)
+    else:
+        train, val = _carve(train, config.validation_split, np.random.default_rng(seed))
+    if config.test_size is not None and config.kind != "synthetic":
+        test = test.take(slice(0, config.test_size))
+    if len(train) == 0:
+        raise DataError("the training split is empty", key="dataset.validation_split",
+                        hint="lower validation_split or raise train_size")
+    for which, split in (("train", train), ("validation", val), ("test", test)):
+        if split is not None:
+            _check(split, info, which)
+    if source.preprocessing is None and isinstance(train, Split) and not isinstance(train.x, dict):
+        info.input_shape = tuple(train.x.shape[1:])
+    info.sizes = {"train": len(train), "validation": len(val) if val is not None else 0, "test": len(test)}
+    return Splits(train, val, test, info, source.preprocessing)
