@@ -256,6 +256,12 @@ class DatasetConfig(Section):
             return self.name
         return self.format or infer_format(self.path or "")
 
+    def dump(self) -> dict[str, Any]:
+        """Plain data without the keys of other sources (their defaults would read as if they applied)."""
+        kind = self.kind
+        return {key: value for key, value in self.model_dump(mode="json").items()
+                if not (kind and SOURCE_KEYS.get(key) is not None and kind not in SOURCE_KEYS[key])}
+
     @model_validator(mode="after")
     def _source_keys(self) -> DatasetConfig:
         if self.format == "tfds":
@@ -458,7 +464,9 @@ class LoadedConfig:
 
     def resolved(self) -> dict[str, Any]:
         """The fully resolved config as plain data: what `config.yaml` in a run folder holds."""
-        return _drop_none(self.config.model_dump(mode="json"))
+        data = self.config.model_dump(mode="json")
+        data["dataset"] = self.config.dataset.dump()
+        return _drop_none(data)
 
 
 def _drop_none(value: Any) -> Any:

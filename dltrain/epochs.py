@@ -17,7 +17,12 @@ from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 import tensorflow as tf
 
-from dltrain.data import Split
+from dltrain.data import FileSplit, Split
+from dltrain.data.pipeline import decoded, tensors
+
+# With a cache file, streamed examples are stored once in a seeded order and each epoch reshuffles them
+# through a buffer of this many examples (when training.shuffle_buffer is not set): memory stays bounded.
+FILE_CACHE_BUFFER = 1024
 
 # Keras names the state variable of every `keras.random.SeedGenerator` like this; there is no public
 # list of a model's seed generators.
@@ -32,9 +37,11 @@ def derived_seed(*parts: int) -> int:
 class EpochRandomness(keras.callbacks.Callback):
     """Before each epoch, sets the shuffle order and every seed generator from (seed, epoch)."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, extra: list[Any] | None = None):
         super().__init__()
         self.seed = seed
+        # Variables outside the model whose seed generators also restart each epoch (augmentation layers).
+        self.extra = list(extra or [])
         # Read by the training pipeline each time Keras starts a new pass over it (after on_epoch_begin).
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="dltrain_epoch")
         self._base: list[tuple[Any, int]] = []
@@ -42,7 +49,8 @@ class EpochRandomness(keras.callbacks.Callback):
     def set_model(self, model: keras.Model) -> None:
         super().set_model(model)
         # The initial state holds each generator's own seed (derived from `seed` when the model was built).
-        self._base = [(v, int(np.asarray(v.numpy())[0])) for v in model.variables if v.name == _SEED_STATE]
+        found = [v for v in [*model.variables, *self.extra] if v.name == _SEED_STATE]
+        self._base = [(v, int(np.asarray(v.numpy())[0])) for v in found]
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch.assign(epoch)
@@ -57,25 +65,63 @@ class EpochRandomness(keras.callbacks.Callback):
         `tf.data` shuffle buffer of that size; without it the whole split is permuted.
         """
         count = len(split)
-        x, y = tf.constant(split.x), tf.constant(split.y)
-        seed = tf.constant(derived_seed(self.seed, 0x5EED), dtype=tf.int64)
+        x, y = tensors(split.x), tf.constant(split.y)
         spread = float(buffer) if buffer and buffer < count else None
 
+        def gather(t: Any, index: Any) -> Any:
+            return tf.nest.map_structure(lambda a: tf.gather(a, index), t)
+
+        def whole_batches(t: Any) -> Any:
+            return tf.nest.map_structure(
+                lambda a: tf.reshape(a[:full], [full // batch_size, batch_size, *a.shape[1:]]), t)
+
         def order(_: Any) -> Any:
-            noise = tf.random.stateless_uniform([count], seed=tf.stack([seed, self.epoch]))
-            keys = noise if spread is None else tf.range(count, dtype=tf.float32) + noise * spread
             # One gather per epoch, then whole batches sliced off a reshaped tensor: no per-example or
             # per-batch function calls in tf.data, which cost more than the gather on small models.
-            index = tf.argsort(keys)
-            xs, ys = tf.gather(x, index), tf.gather(y, index)
-            batches = tf.data.Dataset.from_tensor_slices((
-                tf.reshape(xs[:full], [full // batch_size, batch_size, *x.shape[1:]]),
-                tf.reshape(ys[:full], [full // batch_size, batch_size, *y.shape[1:]])))
+            index = self._order(count, spread)
+            xs, ys = gather(x, index), tf.gather(y, index)
+            batches = tf.data.Dataset.from_tensor_slices((whole_batches(xs), whole_batches(ys)))
             if full < count:
-                batches = batches.concatenate(tf.data.Dataset.from_tensors((xs[full:], ys[full:])))
+                rest = tf.nest.map_structure(lambda a: a[full:], (xs, ys))
+                batches = batches.concatenate(tf.data.Dataset.from_tensors(rest))
             return batches
 
         full = count // batch_size * batch_size
         return (tf.data.Dataset.range(1).flat_map(order)
+                .apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
+                .prefetch(tf.data.AUTOTUNE))
+
+    def _order(self, count: int, spread: float | None = None) -> Any:
+        """Epoch k's order of `count` examples: a permutation drawn from (seed, k); with `spread`, each
+        example moves only about that many places."""
+        seed = tf.constant(derived_seed(self.seed, 0x5EED), dtype=tf.int64)
+        noise = tf.random.stateless_uniform([count], seed=tf.stack([seed, self.epoch]))
+        keys = noise if spread is None else tf.range(count, dtype=tf.float32) + noise * spread
+        return tf.argsort(keys)
+
+    def files(self, split: FileSplit, batch_size: int, *, cache: str | None = None,
+              buffer: int | None = None) -> Any:
+        """Batches of a streamed split in an order drawn from (seed, epoch); only the file list is in memory.
+
+        Without `cache`, each epoch permutes the file list and decodes the files in parallel in that order.
+        With a cache file, the files are decoded once, in an order drawn from the seed, into the cache; each
+        epoch then reshuffles them through a buffer of `buffer` examples seeded from (seed, epoch).
+        """
+        count = len(split)
+        paths, labels = tf.constant(split.paths), tf.constant(split.y)
+        if cache is None:
+            def epoch(_: Any) -> Any:
+                index = self._order(count)
+                return decoded(split, tf.gather(paths, index), tf.gather(labels, index)).batch(batch_size)
+        else:
+            stored_order = np.random.default_rng(derived_seed(self.seed, 0xCAC4E)).permutation(count)
+            stored = decoded(split, split.paths[stored_order], split.y[stored_order]).cache(cache)
+            seed = derived_seed(self.seed, 0xB0FF)
+
+            def epoch(_: Any) -> Any:
+                return stored.shuffle(min(buffer or FILE_CACHE_BUFFER, count), seed=seed + self.epoch * 7919,
+                                      reshuffle_each_iteration=False).batch(batch_size)
+
+        return (tf.data.Dataset.range(1).flat_map(epoch)
                 .apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
                 .prefetch(tf.data.AUTOTUNE))

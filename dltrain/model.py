@@ -30,13 +30,37 @@ def _shape_text(value: Any) -> str:
     return str(tuple(value.shape))
 
 
-def build_model(loaded: LoadedConfig, dataset_shape: tuple[int, ...] | None = None) -> keras.Model:
-    """Build the functional model the config describes; errors point at the failing layer's line."""
+def _preprocessed(loaded: LoadedConfig, preprocessing: Any, train: Any) -> tuple[Any, Any]:
+    """The dataset's raw inputs and its adapted preprocessing, which the config's layers are built on."""
+    model = loaded.config.model
+    if model.inputs:
+        raise loaded.error(ConfigError, ("model", "inputs"), "this dataset's preprocessing gives the model one input",
+                           hint="remove model.inputs; the first layer takes the preprocessed features")
+    raw, features = preprocessing(train)
+    shape = tuple(features.shape[1:])
+    if model.input_shape is not None and tuple(model.input_shape) != shape:
+        raise loaded.error(ConfigError, ("model", "input_shape"),
+                           f"the dataset's preprocessed examples have shape {list(shape)}, not {model.input_shape}",
+                           hint="remove model.input_shape, or write ${dataset.input_shape}")
+    return raw, features
+
+
+def build_model(loaded: LoadedConfig, dataset_shape: tuple[int | None, ...] | None = None,
+                preprocessing: Any = None, train: Any = None) -> keras.Model:
+    """Build the functional model the config describes; errors point at the failing layer's line.
+
+    With `preprocessing` (a dataset's adapted Keras preprocessing, see data.Preprocessing), the model takes
+    the dataset's raw examples and the config's layers are built on the preprocessed features.
+    """
     config = loaded.config
     tensors: dict[str, Any] = {}
-    for name, shape in input_shapes(loaded, dataset_shape).items():
-        tensors[name] = keras.Input(shape=shape, name=name)
-    inputs = list(tensors.values())
+    if preprocessing is not None:
+        model_inputs, tensors["input"] = _preprocessed(loaded, preprocessing, train)
+    else:
+        for name, shape in input_shapes(loaded, dataset_shape).items():
+            tensors[name] = keras.Input(shape=shape, name=name)
+        inputs = list(tensors.values())
+        model_inputs = inputs[0] if len(inputs) == 1 else inputs
     previous = next(iter(tensors)) if len(tensors) == 1 else None
     for i, spec in enumerate(config.model.layers):
         class_name, kwargs = split_spec(spec)
@@ -57,7 +81,7 @@ def build_model(loaded: LoadedConfig, dataset_shape: tuple[int, ...] | None = No
         previous = key
     outputs = [tensors[name] for name in (config.model.outputs or [previous])]
     return keras.Model(
-        inputs=inputs[0] if len(inputs) == 1 else inputs,
+        inputs=model_inputs,
         outputs=outputs[0] if len(outputs) == 1 else outputs,
         name=config.name,
     )
@@ -79,8 +103,11 @@ def check(loaded: LoadedConfig) -> keras.Model:
     from dltrain import data
     from dltrain.training import build_callbacks, compile_model
 
+    from dltrain.training import build_augmentation
+
     keras.backend.clear_session()  # fresh layer-name counters: messages and summaries do not drift
     model = build_model(loaded, data.describe(loaded.config.dataset).input_shape)
     compile_model(model, loaded)
     build_callbacks(loaded)  # resolved only to check names and arguments
+    build_augmentation(loaded)
     return model

@@ -119,12 +119,16 @@ def draw_test_plots(run_dir: Path, model: keras.Model, splits: data.Splits, batc
     labels = splits.test.y
     if not info.num_classes or labels.ndim != 1 or not len(labels):
         return []
-    probabilities, _ = class_probabilities(model.predict(splits.test.x, batch_size=batch_size, verbose=0),
-                                           info.num_classes)
+    test = data.in_memory(splits.test)  # the misclassified examples are drawn from these
+    outputs = model.predict(data.to_dataset(test, batch_size), verbose=0)
+    probabilities, _ = class_probabilities(outputs, info.num_classes)
     if probabilities is None:
         return []
     names = info.class_names or [str(i) for i in range(info.num_classes)]
-    return plots.draw_test_plots(run_dir, splits.test.x, np.asarray(labels), probabilities, names)
+    # Named features (table columns) and texts are not pictures: only the confusion matrix is drawn.
+    pictures = isinstance(test.x, np.ndarray) and np.issubdtype(test.x.dtype, np.number)
+    x = test.x if pictures else np.empty((len(labels), 0))
+    return plots.draw_test_plots(run_dir, x, np.asarray(labels), probabilities, names)
 
 
 def redraw(run_dir: Path, *, test_plots: bool = True) -> list[Path]:

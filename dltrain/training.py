@@ -98,7 +98,7 @@ def dtype_policy(name: str | bool) -> Iterator[None]:
         keras.config.set_dtype_policy(previous)
 
 
-def _cache(cache: bool | str, name: str, split: data.Split, batch_size: int) -> bool | str:
+def _cache(cache: bool | str, name: str, split: data.AnySplit, batch_size: int) -> bool | str:
     """`training.cache` for one split: True/False as given; a path prefix becomes that split's own file."""
     if isinstance(cache, bool):
         return cache
@@ -112,13 +112,21 @@ def build_callbacks(loaded: LoadedConfig) -> list[keras.callbacks.Callback]:
             for i, spec in enumerate(loaded.config.training.callbacks)]
 
 
-def check_inputs(model: keras.Model, loaded: LoadedConfig, info: data.DatasetInfo) -> None:
-    """A model with several inputs needs a dataset with one array per input; built-ins give one."""
-    if len(model.inputs) > 1:
-        names = ", ".join(loaded.config.model.inputs or [])
+def check_inputs(model: keras.Model, loaded: LoadedConfig, splits: data.Splits) -> None:
+    """The model's inputs must be what the dataset gives: one array, or one input per named feature."""
+    if splits.preprocessing is not None:  # the model's inputs are the preprocessing's own
+        return
+    info = splits.info
+    names = [t.name for t in model.inputs]
+    if info.features is None and len(names) > 1:
         raise loaded.error(ModelBuildError, ("model", "inputs"),
-                           f"the model has {len(model.inputs)} inputs ({names}) but dataset '{info.name}' gives "
+                           f"the model has {len(names)} inputs ({', '.join(names)}) but dataset '{info.name}' gives "
                            "one array per example", hint="use a single input, or a dataset with named features")
+    if info.features is not None and sorted(names) != sorted(info.features):
+        raise loaded.error(ModelBuildError, ("model",),
+                           f"dataset '{info.name}' gives the features {', '.join(info.features)} but the model's "
+                           f"inputs are {', '.join(names)}",
+                           hint="name one entry of model.inputs after each feature array")
 
 
 def targets(model: keras.Model, y: Any) -> Any:
@@ -144,7 +152,8 @@ def _dry_run(model: keras.Model, loaded: LoadedConfig, splits: data.Splits) -> N
     the labels fails before any run folder exists."""
     labels = splits.train.y.reshape(len(splits.train.y), -1)[:, 0]
     pick = [int(labels.argmin()), int(labels.argmax())]
-    x, y = splits.train.x[pick], splits.train.y[pick]
+    few = data.examples(splits.train, pick)
+    x, y = data.tensors(few.x), few.y
     try:
         model.compute_loss(x=x, y=targets(model, y), y_pred=model(x, training=False))
     except Exception as error:  # shape and dtype errors arrive as several TF/Keras types
@@ -166,7 +175,47 @@ def _split_logs(logs: dict[str, float]) -> tuple[dict[str, float], dict[str, flo
     return train, val
 
 
-def _prepare(loaded: LoadedConfig) -> tuple[keras.Model, data.Splits, list[keras.callbacks.Callback]]:
+@dataclass
+class Prepared:
+    """A compiled model with its data, callbacks and training-batch augmentation, ready to fit."""
+
+    model: keras.Model
+    splits: data.Splits
+    callbacks: list[keras.callbacks.Callback]
+    augmentation: keras.Sequential | None = None
+
+
+def build_augmentation(loaded: LoadedConfig) -> keras.Sequential | None:
+    """`dataset.augmentation` as one Keras model applied to training batches (None when there is none)."""
+    specs = loaded.config.dataset.augmentation
+    if not specs:
+        return None
+    layers = [registry.build("layer", spec, loaded, ("dataset", "augmentation", i)) for i, spec in enumerate(specs)]
+    return keras.Sequential(layers, name="augmentation")
+
+
+def _check_augmentation(augmentation: keras.Sequential, loaded: LoadedConfig, splits: data.Splits) -> None:
+    """Augmentation must take the dataset's examples and keep their shape (the saved model never sees it)."""
+    path = ("dataset", "augmentation")
+    if isinstance(splits.train, data.Split) and isinstance(splits.train.x, dict):
+        raise loaded.error(ModelBuildError, path, f"augmentation needs one feature array; dataset "
+                           f"'{splits.info.name}' gives named features", hint="remove dataset.augmentation")
+    few = data.examples(splits.train, [0, len(splits.train) - 1])
+    try:
+        out = augmentation(data.tensors(few.x), training=True)
+    except Exception as error:  # shape and dtype errors arrive as several TF/Keras types
+        raise loaded.error(ModelBuildError, path, f"augmentation cannot take examples of shape "
+                           f"{tuple(np.shape(few.x)[1:])}: {first_line(error)}",
+                           hint="augmentation layers take the dataset's examples (images for RandomFlip and friends)"
+                           ) from None
+    if tuple(out.shape) != tuple(np.shape(few.x)):
+        raise loaded.error(ModelBuildError, path, f"augmentation changes the example shape from "
+                           f"{tuple(np.shape(few.x)[1:])} to {tuple(out.shape[1:])}",
+                           hint="prediction would see other shapes: put shape-changing layers (RandomCrop) in "
+                                "model.layers instead")
+
+
+def _prepare(loaded: LoadedConfig) -> Prepared:
     """Seed, load the data, build and compile the model, and check the loss on two examples."""
     config = loaded.config
     tracking.check_installed(loaded)
@@ -175,24 +224,28 @@ def _prepare(loaded: LoadedConfig) -> tuple[keras.Model, data.Splits, list[keras
     keras.utils.set_random_seed(config.seed)
     splits = data.load(config.dataset, config.seed)
     with dtype_policy(config.training.mixed_precision):  # layers take the policy when they are built
-        model = build_model(loaded, splits.info.input_shape)
-    check_inputs(model, loaded, splits.info)
+        model = build_model(loaded, splits.info.input_shape, splits.preprocessing,
+                            data.in_memory(splits.train) if splits.preprocessing else None)
+    check_inputs(model, loaded, splits)
     compile_model(model, loaded)
     _dry_run(model, loaded, splits)
-    return model, splits, build_callbacks(loaded)
+    augmentation = build_augmentation(loaded)
+    if augmentation is not None:
+        _check_augmentation(augmentation, loaded, splits)
+    return Prepared(model, splits, build_callbacks(loaded), augmentation)
 
 
 def train(loaded: LoadedConfig, output_dir: Path = Path("outputs"), *, progress: bool = True) -> TrainResult:
     """Train the configured model; write config, history, checkpoints, model and metrics to a new run folder."""
-    model, splits, user_callbacks = _prepare(loaded)
+    prepared = _prepare(loaded)
     run_dir = runs.create_run(output_dir, loaded.config.name)
     runs.atomic_write_yaml(run_dir / runs.CONFIG_FILE, loaded.resolved())
-    runs.atomic_write_json(run_dir / runs.DATASET_FILE, splits.info.to_json())
+    runs.atomic_write_json(run_dir / runs.DATASET_FILE, prepared.splits.info.to_json())
     if loaded.config.custom_objects:
         runs.atomic_write_text(run_dir / runs.PYTHONPATH_FILE,
                                "".join(f + "\n" for f in registry.custom_folders(loaded)))
-    report.write_start(run_dir, loaded, model)
-    return _fit(loaded, model, splits, user_callbacks, run_dir, None, progress=progress)
+    report.write_start(run_dir, loaded, prepared.model)
+    return _fit(loaded, prepared, run_dir, None, progress=progress)
 
 
 def resume(run_dir: Path, loaded: LoadedConfig | None = None, *, force: bool = False,
@@ -230,34 +283,55 @@ def resume(run_dir: Path, loaded: LoadedConfig | None = None, *, force: bool = F
         raise RunError(f"'{run_dir}' already finished all {epochs} epochs",
                        hint=f"to train longer: dltrain train {config_file} --resume {run_dir} "
                             f"--set training.epochs={epochs + 5} --force")
-    model, splits, user_callbacks = _prepare(loaded)
+    prepared = _prepare(loaded)
     if last is not None:
-        checkpoint.restore(model, last)
+        checkpoint.restore(prepared.model, last)
     if changes:
         runs.atomic_write_yaml(config_file, loaded.resolved())
     report.write_resume(run_dir, loaded, bool(changes))
-    result = _fit(loaded, model, splits, user_callbacks, run_dir, last, progress=progress)
+    result = _fit(loaded, prepared, run_dir, last, progress=progress)
     result.resumed_from = done
     result.notes = notes + result.notes
     return result
 
 
-def _fit(loaded: LoadedConfig, model: keras.Model, splits: data.Splits, user_callbacks: list,
-         run_dir: Path, start: Checkpoint | None, *, progress: bool) -> TrainResult:
+def _train_dataset(loaded: LoadedConfig, prepared: Prepared, randomness: EpochRandomness) -> Any:
+    """The training batches: in an order drawn from (seed, epoch) when shuffled, so a resumed run replays
+    it; streamed files are decoded in parallel; augmentation is applied to these batches only."""
+    training = loaded.config.training
+    split, batch_size = prepared.splits.train, training.batch_size
+    cache = _cache(training.cache, "train", split, batch_size)
+    if not training.shuffle:
+        ds = data.to_dataset(split, batch_size, cache=cache)
+    elif isinstance(split, data.FileSplit) and cache is not True:
+        ds = randomness.files(split, batch_size, cache=cache or None, buffer=training.shuffle_buffer)
+    else:  # in memory: arrays, or streamed files decoded once into memory (cache: true)
+        ds = randomness.dataset(data.in_memory(split), batch_size, training.shuffle_buffer)
+    augmentation = prepared.augmentation
+    if augmentation is not None:
+        @tf.autograph.experimental.do_not_convert
+        def augment(x: Any, y: Any) -> tuple[Any, Any]:
+            return augmentation(x, training=True), y
+
+        # One call at a time: the layers' seed generators then draw in batch order, as on resume.
+        ds = ds.map(augment).prefetch(tf.data.AUTOTUNE)
+    return for_model(prepared.model, ds)
+
+
+def _fit(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, start: Checkpoint | None, *,
+         progress: bool) -> TrainResult:
     """Fit from `start` (or from scratch), recording every epoch; then evaluate and save."""
     config = loaded.config
+    model, splits, user_callbacks = prepared.model, prepared.splits, prepared.callbacks
     epochs, batch_size = config.training.epochs, config.training.batch_size
-    randomness = EpochRandomness(config.seed)
+    randomness = EpochRandomness(config.seed, prepared.augmentation.variables if prepared.augmentation else None)
 
-    def pipeline(name: str, split: data.Split) -> Any:
+    def pipeline(name: str, split: data.AnySplit) -> Any:
         return for_model(model, data.to_dataset(
             split, batch_size, cache=_cache(config.training.cache, name, split, batch_size)))
 
-    if config.training.shuffle:  # the order comes from (seed, epoch), so a resumed run replays it
-        train_ds = for_model(model, randomness.dataset(splits.train, batch_size, config.training.shuffle_buffer))
-    else:
-        train_ds = pipeline("train", splits.train)
-    val_ds = pipeline("val", splits.val) if splits.val else None
+    train_ds = _train_dataset(loaded, prepared, randomness)
+    val_ds = pipeline("val", splits.val) if splits.val is not None else None
     test_ds = pipeline("test", splits.test)
 
     history = start.history if start else []
