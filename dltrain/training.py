@@ -123,7 +123,7 @@ def check_inputs(model: keras.Model, loaded: LoadedConfig, splits: data.Splits) 
                            f"the model has {len(names)} inputs ({', '.join(names)}) but dataset '{info.name}' gives "
                            "one array per example", hint="use a single input, or a dataset with named features")
     if info.features is not None and sorted(names) != sorted(info.features):
-        raise loaded.error(ModelBuildError, ("model",),
+        raise loaded.error(ModelBuildError, ("model", "inputs") if loaded.config.model.inputs else ("model",),
                            f"dataset '{info.name}' gives the features {', '.join(info.features)} but the model's "
                            f"inputs are {', '.join(names)}",
                            hint="name one entry of model.inputs after each feature array")

@@ -62,6 +62,7 @@ def _read_other(config: DatasetConfig, source: SourceConfig, which: str, seed: i
         raise DataError(f"the {which} source's classes ({', '.join(read.info.class_names)}) differ from the "
                         f"training classes ({', '.join(info.class_names)})", key=f"dataset.{which}",
                         hint="both sources need the same class folders (or the same label values)")
+    _check_lengths(read.train, which)
     return read.train
 
 
@@ -75,7 +76,8 @@ def _carve(split: AnySplit, fraction: float, rng: np.random.Generator) -> tuple[
     return split.take(np.sort(order[n:])), split.take(np.sort(order[:n]))
 
 
-def _check(split: AnySplit, info: DatasetInfo, which: str) -> None:
+def _check_lengths(split: AnySplit, which: str) -> None:
+    """Features and labels must pair up before any split is carved (carving would hide a mismatch)."""
     count = len(split.paths) if isinstance(split, FileSplit) else feature_count(split.x)
     if count != len(split.y):
         raise DataError(f"the {which} split has {count} examples but {len(split.y)} labels", key="dataset",
@@ -86,6 +88,9 @@ def _check(split: AnySplit, info: DatasetInfo, which: str) -> None:
             listed = ", ".join(f"{name}: {n}" for name, n in lengths.items())
             raise DataError(f"the {which} split's features have different lengths ({listed})", key="dataset.features",
                             hint="every named feature array needs one row per example")
+
+
+def _check_labels(split: AnySplit, info: DatasetInfo, which: str) -> None:
     y = split.y
     if info.num_classes and len(y) and np.issubdtype(y.dtype, np.number) and (y.min() < 0 or y.max() >= info.num_classes):
         raise DataError(f"{which} labels range over {y.min()}..{y.max()}, outside 0..{info.num_classes - 1}",
@@ -98,6 +103,9 @@ def load(config: DatasetConfig, seed: int) -> Splits:
     (`test_split`, `validation_split`), or read from explicit `test:` and `validation:` sources."""
     source = source_module(config).read(config, seed)
     info, train, test = source.info, source.train, source.test
+    for which, split in (("train", train), ("test", test)):
+        if split is not None:
+            _check_lengths(split, which)
     if config.train_size is not None and config.kind != "synthetic":
         keep = np.sort(np.random.default_rng(seed).permutation(len(train))[: config.train_size])
         train = train.take(keep)
@@ -122,7 +130,7 @@ def load(config: DatasetConfig, seed: int) -> Splits:
                         hint="lower validation_split or raise train_size")
     for which, split in (("train", train), ("validation", val), ("test", test)):
         if split is not None:
-            _check(split, info, which)
+            _check_labels(split, info, which)
     if source.preprocessing is None and isinstance(train, Split) and not isinstance(train.x, dict):
         info.input_shape = tuple(train.x.shape[1:])
     info.sizes = {"train": len(train), "validation": len(val) if val is not None else 0, "test": len(test)}
