@@ -394,7 +394,7 @@ def _fit(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, start: Checkpo
                                 "epoch_seconds": recorder.epoch_seconds})
         notes = extras.finish(model, splits, test, len(recorder.rows), batch_size, recorder.rows)
         runs.write_status(run_dir, "finished", epoch=len(recorder.rows), epochs=epochs)
-    return TrainResult(run_dir, metrics, len(recorder.rows), recorder.epoch_seconds, notes=notes,
+    return TrainResult(run_dir, metrics, len(recorder.rows), recorder.epoch_seconds, notes=splits.info.notes + notes,
                        weights_epoch=weights_epoch, tensorboard_dir=extras.tensorboard_dir)
 
 
