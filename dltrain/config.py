@@ -34,6 +34,7 @@ SOURCE_KEYS: dict[str, set[str]] = {
     "color_mode": {"images"},
     "interpolation": {"images", "tfds"},
     "crop_to_aspect_ratio": {"images"},
+    "class_names": {"images", "text"},
     "max_tokens": {"text"},
     "output_sequence_length": {"text"},
     "output_mode": {"text"},
@@ -212,6 +213,9 @@ class DatasetConfig(Section):
     interpolation: Literal["bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian",
                            "mitchellcubic"] = "bilinear"
     crop_to_aspect_ratio: bool = False
+    # Image and text folders: which class folders to read, in label order (Keras's `class_names`: a subset
+    # of the folders, e.g. aclImdb/train's neg and pos without unsup). None: every folder, sorted by name.
+    class_names: list[str] | None = Field(None, min_length=2)
     # Text folders (keras.layers.TextVectorization's arguments).
     max_tokens: int | None = Field(None, ge=2)
     output_sequence_length: int | None = Field(None, ge=1)
@@ -286,6 +290,11 @@ class DatasetConfig(Section):
                     "source_key", "'{key}' does not apply to {where}",
                     {"key": key, "where": where,
                      "hint": f"remove it; it applies to: {', '.join(sorted(users))}"})
+        if kind == "text" and self.output_mode != "int" and self.max_tokens is None:
+            # The vector has one entry per vocabulary word; the model's layers are built on its length.
+            raise PydanticCustomError(
+                "max_tokens", "output_mode '{mode}' needs max_tokens (the length of each text's vector)",
+                {"key": "output_mode", "mode": self.output_mode, "hint": "add e.g. 'max_tokens: 20000' under 'dataset'"})
         if self.validation is not None and "validation_split" in self.model_fields_set:
             raise PydanticCustomError("validation_twice", "give either 'validation_split' or 'validation', not both",
                                       {"key": "validation", "hint": "'validation' is a source of its own; remove 'validation_split'"})
