@@ -35,10 +35,10 @@ SOURCE_KEYS: dict[str, set[str]] = {
     "interpolation": {"images", "tfds"},
     "crop_to_aspect_ratio": {"images"},
     "class_names": {"images", "text"},
-    "max_tokens": {"text"},
-    "output_sequence_length": {"text"},
-    "output_mode": {"text"},
-    "ngrams": {"text"},
+    "max_tokens": {"text", "tfds"},
+    "output_sequence_length": {"text", "tfds"},
+    "output_mode": {"text", "tfds"},
+    "ngrams": {"text", "tfds"},
     "num_words": {"imdb", "reuters"},
     "maxlen": {"imdb", "reuters"},
     "label_mode": {"cifar100"},
@@ -216,7 +216,7 @@ class DatasetConfig(Section):
     # Image and text folders: which class folders to read, in label order (Keras's `class_names`: a subset
     # of the folders, e.g. aclImdb/train's neg and pos without unsup). None: every folder, sorted by name.
     class_names: list[str] | None = Field(None, min_length=2)
-    # Text folders (keras.layers.TextVectorization's arguments).
+    # Text folders and TFDS text datasets (keras.layers.TextVectorization's arguments).
     max_tokens: int | None = Field(None, ge=2)
     output_sequence_length: int | None = Field(None, ge=1)
     output_mode: Literal["int", "multi_hot", "count", "tf_idf"] = "int"

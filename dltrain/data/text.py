@@ -45,14 +45,15 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() == SUFFIX and p.is_file())
 
 
+def vector_shape(config: DatasetConfig) -> tuple[int | None, ...]:
+    """The shape of one vectorized text: token ids (None: padded to each batch's longest) or a word vector."""
+    return (config.output_sequence_length,) if config.output_mode == "int" else (config.max_tokens,)
+
+
 def describe(config: DatasetConfig) -> DatasetInfo:
     """Classes from the folder names; the input shape is what the TextVectorization layer gives."""
     names = class_folders(config)
-    if config.output_mode == "int":
-        shape: tuple[int | None, ...] = (config.output_sequence_length,)  # None: padded to each batch's longest
-    else:
-        shape = (config.max_tokens,)
-    return DatasetInfo(Path(config.path).name, shape, len(names), names, features=None)
+    return DatasetInfo(Path(config.path).name, vector_shape(config), len(names), names, features=None)
 
 
 def read(config: DatasetConfig, seed: int) -> Source:
