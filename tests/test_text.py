@@ -3,12 +3,17 @@ adapted on the training texts and saved in the model."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from conftest import CONFIGS
 from dltrain import data
+from dltrain.cli import app
 from dltrain.config import DatasetConfig, load_config
 from dltrain.errors import ConfigError, DataError
 
@@ -187,3 +192,69 @@ def test_a_class_with_no_utf8_file_is_an_error(tmp_path: Path):
     assert load_error(text_config(tmp_path / "t", test_split=0.5)) == (
         f"dataset.path: no file in class folder 'neg' in '{tmp_path / 't'}' is UTF-8 text "
         "(convert the files to UTF-8, e.g. iconv -f latin1 -t utf-8)")
+
+
+def run_folder(output: str) -> Path:
+    return Path(re.search(r"^run folder: (.+)$", output, re.M).group(1))
+
+
+def test_imdb_text_config_trains_on_a_tiny_acl_imdb(reviews: Path, tmp_path: Path):
+    """The shipped config, pointed at a miniature aclImdb: one epoch, then evaluate on the saved model."""
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", str(CONFIGS / "imdb_text.yaml"), "--output-dir", str(tmp_path / "out"),
+                                 "--no-progress", "--set", f"dataset.path={reviews / 'train'}",
+                                 "--set", f"dataset.test.path={reviews / 'test'}", "--set", "training.epochs=1"])
+    assert result.exit_code == 0, result.output
+    run = run_folder(result.stdout)
+    described = json.loads((run / "dataset.json").read_text())
+    assert described["class_names"] == ["neg", "pos"] and described["input_shape"] == [200]
+    assert described["sizes"] == {"train": 48, "validation": 12, "test": 20}
+    evaluated = runner.invoke(app, ["evaluate", str(run), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    saved = json.loads((run / "metrics.json").read_text())["test"]
+    assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(saved["accuracy"], abs=1e-6)
+
+
+TEXT_CONFIG = """\
+name: reviews
+seed: 1
+dataset:
+  path: {train}
+  class_names: [neg, pos]
+  test: {{path: {test}}}
+  validation_split: 0.0
+  output_mode: multi_hot
+  max_tokens: 64
+model:
+  layers:
+    - Dense: {{units: 2, activation: softmax}}
+loss: sparse_categorical_crossentropy
+optimizer: {{Adam: {{learning_rate: 0.05}}}}
+metrics: [accuracy]
+training: {{epochs: 8, batch_size: 8}}
+"""
+
+
+def test_a_model_learns_words_and_its_saved_model_takes_raw_text(reviews: Path, tmp_path: Path, write_config):
+    import keras
+
+    config = write_config(TEXT_CONFIG.format(train=reviews / "train", test=reviews / "test"))
+    result = CliRunner().invoke(app, ["train", str(config), "--output-dir", str(tmp_path / "out"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    run = run_folder(result.stdout)
+    assert json.loads((run / "metrics.json").read_text())["test"]["accuracy"] == 1.0  # one class word per review
+    model = keras.saving.load_model(run / "model.keras", safe_mode=True)
+    texts = np.array(["a superb and lovely film", "dull, boring, awful"], dtype=object)
+    assert model.predict(texts, verbose=0).argmax(axis=1).tolist() == [1, 0]
+
+
+def test_cache_file_is_named_after_the_texts_not_their_addresses(tmp_path: Path):
+    def split(words: list[str]) -> data.Split:
+        x = np.empty(len(words), dtype=object)
+        x[:] = ["".join(word) for word in words]  # new str objects at new addresses each time
+        return data.Split(x, np.zeros(len(words), dtype=np.int64))
+
+    first, again, other = split(["good", "film"]), split(["good", "film"]), split(["good", "fill"])
+    name = data.cache_file(str(tmp_path / "c-"), "train", first, 8)
+    assert data.cache_file(str(tmp_path / "c-"), "train", again, 8) == name
+    assert data.cache_file(str(tmp_path / "c-"), "train", other, 8) != name

@@ -65,7 +65,12 @@ def cache_file(prefix: str, name: str, split: AnySplit, batch_size: int) -> str:
         arrays = list(split.x.values()) if isinstance(split.x, dict) else [split.x]
         for array in (*arrays, split.y):
             digest.update(f"{array.dtype}{array.shape}".encode())
-            digest.update(np.ascontiguousarray(array).data)
+            if array.dtype == object:  # texts: an object array's bytes are addresses, reused once freed
+                for value in array:
+                    encoded = str(value).encode("utf-8", "surrogatepass")
+                    digest.update(b"%d:%b" % (len(encoded), encoded))
+            else:
+                digest.update(np.ascontiguousarray(array).data)
     digest.update(str(batch_size).encode())
     return f"{prefix}{name}-{digest.hexdigest()}"
 

@@ -59,11 +59,9 @@ def _is_text(feature: Any) -> bool:
 
 
 def _resize_to(config: DatasetConfig, feature: Any) -> tuple[int, int] | None:
-    """The size images are resized to: image_size when set, or when the images differ in size."""
-    shape = tuple(feature.shape)
-    if type(feature).__name__ != "Image":
-        return None
-    if "image_size" in config.model_fields_set or None in shape[:2]:
+    """image_size, when the dataset's images differ in size (else they keep theirs: a Resizing layer in the
+    model changes it, and the run folder's config, which lists image_size, reads the same data again)."""
+    if type(feature).__name__ == "Image" and None in tuple(feature.shape)[:2]:
         return (config.image_size[0], config.image_size[1])
     return None
 
