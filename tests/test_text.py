@@ -90,6 +90,16 @@ def test_vectorizer_is_adapted_on_training_texts_only(reviews: Path):
     assert ids[0, 2:].tolist() == [0] * 8  # padded to output_sequence_length
 
 
+def test_without_output_sequence_length_token_ids_are_padded_to_each_batch(reviews: Path):
+    import keras
+
+    splits = data.load(text_config(reviews / "train", class_names=["neg", "pos"], test_split=0.2), seed=0)
+    raw, ids = splits.preprocessing(splits.train)
+    assert tuple(ids.shape[1:]) == splits.info.input_shape == (None,)
+    out = keras.Model(raw, ids).predict(np.array(["great", "great lovely superb"], dtype=object), verbose=0)
+    assert out.shape == (2, 3) and out[0, 1:].tolist() == [0, 0]
+
+
 def test_multi_hot_vectors_have_max_tokens_entries_even_with_a_smaller_vocabulary(reviews: Path):
     import keras
 
@@ -238,10 +248,13 @@ training: {{epochs: 8, batch_size: 8}}
 def test_a_model_learns_words_and_its_saved_model_takes_raw_text(reviews: Path, tmp_path: Path, write_config):
     import keras
 
+    (reviews / "train" / "pos" / "latin.txt").write_bytes("tr\xe8s bien".encode("latin-1"))
     config = write_config(TEXT_CONFIG.format(train=reviews / "train", test=reviews / "test"))
     result = CliRunner().invoke(app, ["train", str(config), "--output-dir", str(tmp_path / "out"), "--no-progress"])
     assert result.exit_code == 0, result.output
     run = run_folder(result.stdout)
+    described = json.loads((run / "dataset.json").read_text())
+    assert described["notes"] == ["skipped 1 file that is not UTF-8 text: pos/latin.txt"]
     assert json.loads((run / "metrics.json").read_text())["test"]["accuracy"] == 1.0  # one class word per review
     model = keras.saving.load_model(run / "model.keras", safe_mode=True)
     texts = np.array(["a superb and lovely film", "dull, boring, awful"], dtype=object)
