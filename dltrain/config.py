@@ -34,7 +34,7 @@ SOURCE_KEYS: dict[str, set[str]] = {
     "color_mode": {"images"},
     "interpolation": {"images", "tfds"},
     "crop_to_aspect_ratio": {"images"},
-    "class_names": {"images", "text"},
+    "class_names": {"text"},  # images too once data/images.py reads it (text.class_folders does the choosing)
     "max_tokens": {"text", "tfds"},
     "output_sequence_length": {"text", "tfds"},
     "output_mode": {"text", "tfds"},
@@ -213,7 +213,7 @@ class DatasetConfig(Section):
     interpolation: Literal["bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian",
                            "mitchellcubic"] = "bilinear"
     crop_to_aspect_ratio: bool = False
-    # Image and text folders: which class folders to read, in label order (Keras's `class_names`: a subset
+    # Text folders: which class folders to read, in label order (Keras's `class_names`: a subset
     # of the folders, e.g. aclImdb/train's neg and pos without unsup). None: every folder, sorted by name.
     class_names: list[str] | None = Field(None, min_length=2)
     # Text folders and TFDS text datasets (keras.layers.TextVectorization's arguments).
