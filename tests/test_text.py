@@ -255,6 +255,7 @@ def test_a_model_learns_words_and_its_saved_model_takes_raw_text(reviews: Path, 
     run = run_folder(result.stdout)
     described = json.loads((run / "dataset.json").read_text())
     assert described["notes"] == ["skipped 1 file that is not UTF-8 text: pos/latin.txt"]
+    assert "note: skipped 1 file that is not UTF-8 text: pos/latin.txt" in result.stderr
     assert json.loads((run / "metrics.json").read_text())["test"]["accuracy"] == 1.0  # one class word per review
     model = keras.saving.load_model(run / "model.keras", safe_mode=True)
     texts = np.array(["a superb and lovely film", "dull, boring, awful"], dtype=object)
