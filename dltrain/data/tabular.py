@@ -131,7 +131,8 @@ def read_csv(path: str) -> list[Column]:
         raise DataError(f"cannot read {path}: {error.strerror}", key="dataset.path",
                         hint="dataset.path names a CSV file") from None
     except UnicodeDecodeError as error:
-        raise DataError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start})", key="dataset.path",
+        # error.start counts from the decoder's chunk, not the file: no position is better than a wrong one.
+        raise DataError(f"{path} is not UTF-8 text ({error.reason})", key="dataset.path",
                         hint="save the file as UTF-8") from None
     except csv.Error as error:
         raise DataError(f"{path} line {reader.line_num}: {error}", key="dataset.path",
