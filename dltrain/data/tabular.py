@@ -61,7 +61,7 @@ class Column:
             return self.typed_integer
         return all(_INTEGER.match(cell) for cell in self.values)
 
-    def numbers(self, path: str, key: str) -> np.ndarray:
+    def numbers(self, path: str, key: str | None) -> np.ndarray:
         """The column as float64; an empty cell or a value that is not a finite number is an error."""
         values = self.values
         if values.dtype.kind != "f":
@@ -365,3 +365,27 @@ def preprocessing(train: Split, *, numeric: list[str], vocabularies: dict[str, l
         parts.append(lookup(inputs[name]))
     out = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="tabular_features")(parts)
     return inputs, out
+
+
+def named_columns(path: Path, inputs: dict[str, str]) -> tuple[dict[str, np.ndarray], Callable[[int], str]]:
+    """Raw rows of a CSV or parquet file for a model's named inputs (input name -> dtype), by header:
+    one (rows, 1) array per input, and where each row is in the file. Other columns are ignored."""
+    fmt = "parquet" if path.suffix.lower() in (".parquet", ".pq") else "csv"
+    try:
+        columns = {input_name(column.name): column for column in read_columns(str(path), fmt)}
+        found = {}
+        for name, dtype in inputs.items():
+            if name not in columns:
+                listed = _listed([column.name for column in columns.values()])
+                raise DataError(f"{path} has no column for the model's input '{name}'; its columns are: {listed}",
+                                hint=did_you_mean(name, list(columns)) or
+                                f"the model takes the columns {_listed(list(inputs))}")
+            column = columns[name]
+            if dtype == "string":
+                found[name] = column.values.astype(str).reshape(-1, 1)
+            else:
+                found[name] = column.numbers(str(path), None).astype(dtype).reshape(-1, 1)
+    except DataError as error:
+        error.key = None  # the file is the command's input, not a dataset key
+        raise
+    return found, next(iter(columns.values())).where
