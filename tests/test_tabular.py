@@ -250,3 +250,122 @@ def test_preprocessing_adapts_on_training_rows_and_reloads_from_raw_rows(tmp_pat
     keras.saving.save_model(model, tmp_path / "m.keras")
     reloaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     assert np.array_equal(reloaded.predict({k: tf.constant(v) for k, v in rows.items()}, verbose=0), before)
+
+
+# --- end to end through the CLI ---------------------------------------------------------------------------
+
+REGRESSION = """\
+name: prices
+seed: 3
+dataset:
+  path: {path}
+  label: price
+  test_split: 0.25
+model:
+  layers:
+    - Dense: {{units: 8, activation: relu}}
+    - Dense: {{units: 1}}
+loss: mean_squared_error
+optimizer: adam
+metrics: [mean_absolute_error]
+training:
+  epochs: 1
+  batch_size: 8
+"""
+
+
+def invoke(*args):
+    from typer.testing import CliRunner
+
+    from dltrain.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def train(*args) -> Path:
+    import re
+
+    result = invoke("train", *args, "--no-progress")
+    assert result.exit_code == 0, result.output
+    return Path(re.search(r"^run folder: (.+)$", result.stdout, re.M).group(1))
+
+
+def assert_evaluate_matches(run: Path) -> dict:
+    import json
+
+    result = invoke("evaluate", run, "--json")
+    assert result.exit_code == 0, result.output
+    saved = json.loads((run / "metrics.json").read_text())["test"]
+    scored = json.loads(result.stdout)
+    assert scored.keys() == saved.keys()
+    for name, value in saved.items():
+        assert scored[name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
+    return saved
+
+
+def test_shipped_iris_config_trains_evaluates_and_predicts_raw_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import json
+
+    import keras
+    import tensorflow as tf
+
+    from conftest import ROOT
+
+    monkeypatch.chdir(ROOT)  # the config's path is relative to the repository root
+    run = train(ROOT / "configs" / "csv_tabular.yaml", "--set", "training.epochs=1", "--output-dir", tmp_path)
+    info = json.loads((run / "dataset.json").read_text())
+    assert info["features"] == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    assert info["class_names"] == ["setosa", "versicolor", "virginica"]
+    assert info["sizes"] == {"train": 96, "validation": 24, "test": 30}
+    assert_evaluate_matches(run)
+    # columns in another order, the label and an extra column: read by header, the rest ignored
+    rows = tmp_path / "rows.csv"
+    rows.write_text("note,petal_width,species,sepal_length,petal_length,sepal_width\n"
+                    "a,0.2,setosa,5.1,1.4,3.5\nb,1.8,virginica,6.3,5.5,2.9\n")
+    result = invoke("predict", run, rows, "--out", tmp_path / "p.csv")
+    assert result.exit_code == 0, result.output
+    written = list(__import__("csv").DictReader((tmp_path / "p.csv").open()))
+    assert [r["input"] for r in written] == ["rows.csv:2", "rows.csv:3"]
+    model = keras.saving.load_model(run / "model.keras", safe_mode=True)
+    x = {"sepal_length": [[5.1], [6.3]], "sepal_width": [[3.5], [2.9]], "petal_length": [[1.4], [5.5]],
+         "petal_width": [[0.2], [1.8]]}
+    expected = model.predict({k: tf.constant(v, tf.float32) for k, v in x.items()}, verbose=0)
+    got = np.array([[float(r[name]) for name in info["class_names"]] for r in written])
+    assert np.allclose(got, expected, atol=1e-5)
+    missing = tmp_path / "missing.csv"
+    missing.write_text("sepal_length,sepal_width,petal_lenght,petal_width\n5.1,3.5,1.4,0.2\n")
+    result = invoke("predict", run, missing)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"error: {missing} has no column for the model's input 'petal_length'; its columns are: sepal_length, "
+        "sepal_width, petal_lenght, petal_width (did you mean 'petal_lenght'?)")
+
+
+def test_shipped_config_on_another_csv_with_text_columns(tmp_path: Path):
+    from conftest import ROOT
+
+    path = write(tmp_path, PLANTS * 4, "plants.csv")
+    lines = PLANTS.splitlines()
+    path.write_text("\n".join(lines + lines[1:] * 3) + "\n")
+    run = train(ROOT / "configs" / "csv_tabular.yaml", "--set", f"dataset.path={path}", "--set",
+                "training.epochs=1", "--output-dir", tmp_path / "out")
+    assert_evaluate_matches(run)
+    rows = write(tmp_path, "height,leaf width (cm),colour\n3.5,1.5,red\n2.0,0.7,purple\n", "rows.csv")
+    result = invoke("predict", run, rows)
+    assert result.exit_code == 0, result.output
+    assert "rows.csv:2" in result.stdout and "rows.csv:3" in result.stdout
+
+
+def test_regression_csv_trains_evaluates_and_predicts(tmp_path: Path, write_config):
+    rng = np.random.default_rng(0)
+    size = rng.uniform(20, 200, 80)
+    town = rng.choice(["north", "south"], 80)
+    price = 3 * size + np.where(town == "north", 100, 0) + rng.normal(0, 5, 80)
+    path = tmp_path / "prices.csv"
+    path.write_text("size,town,price\n" + "".join(f"{s:.1f},{t},{p:.2f}\n" for s, t, p in zip(size, town, price)))
+    run = train(write_config(REGRESSION.format(path=path)), "--output-dir", tmp_path / "out")
+    saved = assert_evaluate_matches(run)
+    assert set(saved) == {"loss", "mean_absolute_error"}
+    result = invoke("predict", run, path)
+    assert result.exit_code == 0, result.output
+    assert "output_0" in result.stdout and "prices.csv:81" in result.stdout
