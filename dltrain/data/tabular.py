@@ -209,7 +209,7 @@ def _listed(columns: list[str]) -> str:
 def _pick(path: str, columns: dict[str, Column], name: str, key: str) -> Column:
     if name not in columns:
         raise DataError(f"{path} has no column '{name}'; its columns are: {_listed(list(columns))}", key=key,
-                        hint=did_you_mean(name, [c for c in columns if c not in inputs]) or "name one of its columns")
+                        hint=did_you_mean(name, list(columns)) or "name one of its columns")
     return columns[name]
 
 
