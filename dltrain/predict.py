@@ -158,6 +158,24 @@ def read_inputs(paths: list[Path], shape: tuple[int, ...]) -> tuple[np.ndarray, 
     return np.concatenate(arrays).astype(np.float32), names, notes
 
 
+def read_named(paths: list[Path], inputs: dict[str, str]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Rows of CSV or parquet files for a model with named raw inputs (one per column, by the header)."""
+    from dltrain.data.tabular import named_columns
+
+    parts: list[dict[str, np.ndarray]] = []
+    names: list[str] = []
+    for path in paths:
+        if not path.is_file():
+            raise DataError(f"input file '{path}' not found")
+        if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
+            raise DataError(f"cannot read '{path}': the model takes named columns "
+                            f"({', '.join(inputs)})", hint="give a .csv (or .parquet) file with a header row")
+        found, where = named_columns(path, inputs)
+        parts.append(found)
+        names += [f"{path.name}:{where(i).split()[-1]}" for i in range(len(next(iter(found.values()))))]
+    return {name: np.concatenate([part[name] for part in parts]) for name in inputs}, names
+
+
 def class_probabilities(outputs: Any, num_classes: int | None) -> tuple[np.ndarray | None, list[str]]:
     """A classifier's class probabilities from `model.predict` output (its first output with one column
     per class, or one sigmoid column for two classes); softmax is applied to logits."""
@@ -194,9 +212,16 @@ def predict(run_dir: Path, inputs: list[Path], *, best: bool = False, batch_size
     loaded = load_config(runs.run_file(run_dir, runs.CONFIG_FILE))
     model_file = runs.run_file(run_dir, BEST_FILE if best else runs.MODEL_FILE)
     dataset = json.loads(runs.run_file(run_dir, runs.DATASET_FILE).read_text())
-    shape = tuple(int(d) for d in dataset["input_shape"])
-    x, names, notes = read_inputs(inputs, shape)
-    model = training.load_model(model_file, loaded)
+    if dataset.get("features"):  # named raw inputs (table columns): read the rows by header
+        model = training.load_model(model_file, loaded)
+        named, names = read_named(inputs, {t.name: t.dtype for t in model.inputs})
+        import tensorflow as tf
+
+        x, notes = {name: tf.constant(array) for name, array in named.items()}, []
+    else:
+        shape = tuple(int(d) for d in dataset["input_shape"])
+        x, names, notes = read_inputs(inputs, shape)
+        model = training.load_model(model_file, loaded)
     outputs = model.predict(x, batch_size=batch_size, verbose=0)
     probabilities, more = class_probabilities(outputs, dataset.get("num_classes"))
     if isinstance(outputs, dict):
