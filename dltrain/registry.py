@@ -161,6 +161,11 @@ def lookup(kind: str, name: str, loaded: LoadedConfig, path: Path_) -> Any:
     found = catalog(kind).get(name)
     if found is not None:
         return found
+    if kind in ("loss", "metric"):
+        try:  # Keras's own short names (`mse`, `mae`, `kld`, ...) are resolved by its `get`
+            return _MODULES[kind].get(name)
+        except (ValueError, TypeError):
+            pass
     names = list(catalog(kind)) + list(custom)
     if kind == "metric":
         names += list(_COMPILE_METRICS)

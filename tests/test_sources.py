@@ -267,3 +267,19 @@ def test_augmentation_that_changes_the_shape_is_refused(tmp_path: Path):
                              "from (8, 8, 1) to (4, 4, 1) (prediction would see other shapes: put shape-changing "
                              "layers (RandomCrop) in model.layers instead)\n")
     assert not (tmp_path / "out").exists()
+
+
+def test_regression_arrays_train_with_keras_short_loss_names(tmp_path: Path):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(80, 3)).astype("float32")
+    np.savez(tmp_path / "r.npz", x=x, y=x @ np.array([1.0, -2.0, 0.5]))
+    config = tmp_path / "c.yaml"
+    config.write_text(NPZ.format(path=tmp_path / "r.npz").replace("validation_split: 0.2", "test_split: 0.25")
+                      .replace('units: "${dataset.num_classes}", activation: softmax', "units: 1")
+                      .replace("loss: sparse_categorical_crossentropy", "loss: mse")
+                      .replace("metrics: [accuracy]", "metrics: [mae]"))
+    result = invoke("train", config, "--output-dir", tmp_path / "out", "--no-progress")
+    assert result.exit_code == 0, result.output
+    run = run_folder(result.stdout)
+    assert json.loads((run / "dataset.json").read_text())["task"] == "regression"
+    assert set(json.loads((run / "metrics.json").read_text())["test"]) == {"loss", "mean_absolute_error"}
