@@ -65,7 +65,7 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
         with zipfile.ZipFile(path) as archive:
             for member in archive.namelist():
                 if member.endswith(".npy"):
-                    arrays[member[:-4]] = _read_npy(io.BytesIO(archive.read(member)), f"{path}:{member}")
+                    arrays[member[:-4]] = _read_npy(io.BytesIO(archive.read(member)), f"{path} ({member})")
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as error:
         raise _unreadable(path, error) from None
     return arrays
@@ -135,7 +135,7 @@ def _cifar_batches(folder: Path, archives: tuple[str, ...], inner: str, names: t
                     contents = {name: tar.extractfile(found[name]).read() for name in names}
             except (OSError, EOFError, tarfile.TarError, zlib.error, AttributeError) as error:
                 raise _unreadable(path, error) from None
-            return [_cifar_batch(io.BytesIO(contents[name]), f"{path}:{inner}/{name}", label_key) for name in names]
+            return [_cifar_batch(io.BytesIO(contents[name]), f"{path} ({inner}/{name})", label_key) for name in names]
     return None
 
 
