@@ -7,6 +7,8 @@ import json
 import os
 import pickle
 import re
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -14,10 +16,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import CONFIGS, SYNTHETIC
 from dltrain import data
-from dltrain.config import DatasetConfig
+from dltrain.config import DatasetConfig, load_config
 from dltrain.data import builtins, keras_cache
-from dltrain.errors import DataError
+from dltrain.errors import ConfigError, DataError
 
 CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
@@ -90,9 +93,28 @@ def keras_module(name: str, monkeypatch: pytest.MonkeyPatch, file: Path):
     return module
 
 
-def same_sequences(a: np.ndarray, b: np.ndarray) -> bool:
-    return len(a) == len(b) and all(list(x) == list(y) for x, y in zip(a, b))
+# --- facts, without reading ----------------------------------------------------------------------------
 
+def test_shipped_configs_resolve_dataset_facts_without_tensorflow():
+    code = ("import sys; from dltrain.config import load_config; "
+            f"print([load_config(path).config.model.layers[-1] for path in "
+            f"{[str(CONFIGS / 'cifar10.yaml'), str(CONFIGS / 'imdb.yaml')]!r}]); "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.count("'units': 10") == 1 and out.count("'units': 2") == 1
+
+
+def test_test_split_applies_to_the_builtins_whose_keras_loader_takes_it(write_config):
+    for name in ("reuters", "california_housing"):
+        assert load_config(write_config(SYNTHETIC.replace("name: synthetic\n  input_shape: [8]\n  num_classes: 3",
+                                                          f"name: {name}\n  test_split: 0.3"))).config.dataset.test_split == 0.3
+    path = write_config(SYNTHETIC.replace("name: synthetic\n  input_shape: [8]\n  num_classes: 3",
+                                          "name: cifar10\n  test_split: 0.3"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (f"{path}:5:3: dataset.test_split: 'test_split' does not apply to the cifar10 dataset "
+                               "(remove it; it applies to: california_housing, csv, images, npy, npz, parquet, "
+                               "reuters, text, tfds)")
 
 # --- cifar ---------------------------------------------------------------------------------------------
 
@@ -187,7 +209,8 @@ def test_imdb_equals_keras_then_padded(data_root: Path, monkeypatch: pytest.Monk
     splits = data.load(config, 0)
     (x_train, y_train), (x_test, y_test) = keras_module("imdb", monkeypatch, path).load_data(
         num_words=num_words, maxlen=maxlen)
-    assert same_sequences(keras_cache.imdb(path, num_words, maxlen)[0][0], x_train)
+    (mine, _), (mine_test, _) = keras_cache.imdb(path, num_words, maxlen)
+    assert mine.tolist() == [list(x) for x in x_train] and mine_test.tolist() == [list(x) for x in x_test]
     length = maxlen or builtins.DEFAULT_MAXLEN
     assert np.array_equal(splits.train.x, keras.utils.pad_sequences(x_train, maxlen=length))
     assert np.array_equal(splits.test.x, keras.utils.pad_sequences(x_test, maxlen=length))
@@ -234,6 +257,15 @@ def test_maxlen_that_keeps_nothing_is_a_clear_error(data_root: Path):
         data.load(DatasetConfig(name="imdb", maxlen=2), 0)
     assert str(info.value) == ("dataset.maxlen: no sequence is shorter than maxlen=2 (raise maxlen: Keras's loader "
                                "leaves out sequences of maxlen tokens or more)")
+
+
+def test_pad_sequences_equals_keras():
+    import keras
+
+    sequences = [[5, 6, 7], [], list(range(1, 30)), [9] * 10, [4]]
+    for maxlen in (1, 10, 40):
+        assert np.array_equal(keras_cache.pad_sequences(sequences, maxlen), keras.utils.pad_sequences(sequences, maxlen))
+    assert keras_cache.pad_sequences([], 5).shape == (0, 5)
 
 
 # --- california_housing --------------------------------------------------------------------------------
@@ -342,3 +374,4 @@ training:
     facts = json.loads((run / "dataset.json").read_text())
     assert facts["sizes"] == {"train": 30, "validation": 10, "test": 8}
     assert facts["input_shape"] == [32, 32, 3] and facts["class_names"][-1] == "truck"
+

@@ -187,12 +187,13 @@ def _splits(config: DatasetConfig, raw: Raw, info: DatasetInfo) -> tuple[Split, 
         x_train, x_test = np.transpose(x_train, (0, 2, 3, 1)), np.transpose(x_test, (0, 2, 3, 1))
     if config.name in ("imdb", "reuters"):
         length = _sequence_length(config)
+        x_train, x_test = keras_cache.Ragged.of(x_train), keras_cache.Ragged.of(x_test)
         if config.maxlen:
             info.notes.append(f"{config.name}: maxlen {length} keeps the {len(x_train):,} training and "
                               f"{len(x_test):,} test sequences shorter than {length} tokens (Keras's loader "
                               f"leaves longer ones out)")
         else:
-            cut = sum(len(x) > length for x in x_train) + sum(len(x) > length for x in x_test)
+            cut = int((x_train.lengths > length).sum() + (x_test.lengths > length).sum())
             if cut:
                 info.notes.append(f"{config.name}: {cut:,} of {len(x_train) + len(x_test):,} sequences are "
                                   f"longer than {length} tokens and keep their last {length}; set "

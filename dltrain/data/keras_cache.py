@@ -8,10 +8,12 @@ small test file) cannot go through them; this module gives the same arrays from 
 from __future__ import annotations
 
 import io
+import itertools
 import pickle
 import tarfile
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -165,6 +167,36 @@ def read_cifar100(folder: Path, label_mode: str) -> Raw | None:
 
 
 # --- imdb and reuters ----------------------------------------------------------------------------------
+# Keras does these steps on Python lists, word by word (6-7 s for imdb); here they run on one flat array
+# of all the words (about 1 s), with the same result.
+
+@dataclass
+class Ragged:
+    """Sequences of different lengths: every word in one flat array, and each sequence's length."""
+
+    lengths: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def of(cls, sequences: Any) -> Ragged:
+        """Ragged from lists (or an object array of lists, as Keras returns them)."""
+        if isinstance(sequences, Ragged):
+            return sequences
+        lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
+        values = np.fromiter(itertools.chain.from_iterable(sequences), dtype=np.int64, count=int(lengths.sum()))
+        return cls(lengths, values)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def take(self, rows: np.ndarray) -> Ragged:
+        """The sequences where the boolean mask `rows` is true."""
+        return Ragged(self.lengths[rows], self.values[np.repeat(rows, self.lengths)])
+
+    def tolist(self) -> list[list[int]]:
+        """The sequences as lists of ints (what Keras's loaders return)."""
+        return [part.tolist() for part in np.split(self.values, np.cumsum(self.lengths)[:-1])] if len(self) else []
+
 
 def _shuffled(rng: np.random.RandomState, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     indices = np.arange(len(x))
@@ -172,24 +204,34 @@ def _shuffled(rng: np.random.RandomState, x: np.ndarray, y: np.ndarray) -> tuple
     return x[indices], y[indices]
 
 
-def _keep_shorter(maxlen: int | None, xs: list[list[int]], labels: np.ndarray) -> tuple[list, np.ndarray]:
+def _offset(sequences: np.ndarray) -> Ragged:
+    """[START_CHAR] + [w + INDEX_FROM for w in x] for every sequence x."""
+    words = Ragged.of(sequences)
+    lengths = words.lengths + 1
+    values = np.empty(int(lengths.sum()), dtype=np.int64)
+    first = np.zeros(len(values), dtype=bool)
+    first[np.cumsum(lengths) - lengths] = True
+    values[first] = START_CHAR
+    values[~first] = words.values + INDEX_FROM
+    return Ragged(lengths, values)
+
+
+def _keep_shorter(maxlen: int | None, x: Ragged, labels: np.ndarray) -> tuple[Ragged, np.ndarray]:
     # Keras's rule (python_utils.remove_long_seq): a sequence of maxlen tokens or more is left out, not cut.
     if not maxlen:
-        return xs, labels
-    keep = [i for i, x in enumerate(xs) if len(x) < maxlen]
-    return [xs[i] for i in keep], np.asarray(labels)[keep]
+        return x, np.asarray(labels)
+    keep = x.lengths < maxlen
+    return x.take(keep), np.asarray(labels)[keep]
 
 
-def _index_words(xs: list, num_words: int | None) -> list[list[int]]:
+def _word_limit(num_words: int | None, *splits: Ragged) -> int:
     # As Keras: without num_words the limit is the largest index seen, and `w < limit` sends that one word
     # to OOV too. Kept exactly so that a local file gives what the download would.
-    if not num_words:
-        num_words = max(max(x) for x in xs)
-    return [[w if w < num_words else OOV_CHAR for w in x] for x in xs]
+    return num_words or int(max(split.values.max() for split in splits))
 
 
-def _offset(xs: np.ndarray) -> list[list[int]]:
-    return [[START_CHAR] + [int(w) + INDEX_FROM for w in x] for x in xs]
+def _index_words(x: Ragged, limit: int) -> Ragged:
+    return Ragged(x.lengths, np.where(x.values < limit, x.values, OOV_CHAR))
 
 
 def _no_sequence_left(maxlen: int | None) -> DataError:
@@ -198,41 +240,43 @@ def _no_sequence_left(maxlen: int | None) -> DataError:
 
 
 def imdb(path: Path, num_words: int | None, maxlen: int | None) -> Raw:
-    """keras.datasets.imdb.load_data(num_words=..., maxlen=...) on the imdb.npz at `path`."""
+    """keras.datasets.imdb.load_data(num_words=..., maxlen=...) on the imdb.npz at `path` (sequences as
+    Ragged)."""
     x_train, y_train, x_test, y_test = require(load_npz(path), path, ("x_train", "y_train", "x_test", "y_test"))
     rng = np.random.RandomState(KERAS_SEED)  # one generator for both splits, in this order, as Keras
     x_train, y_train = _shuffled(rng, x_train, y_train)
     x_test, y_test = _shuffled(rng, x_test, y_test)
     train, y_train = _keep_shorter(maxlen, _offset(x_train), y_train)
     test, y_test = _keep_shorter(maxlen, _offset(x_test), y_test)
-    if not train or not test:
+    if not len(train) or not len(test):
         raise _no_sequence_left(maxlen)
-    xs = _index_words(train + test, num_words)
-    return ((np.array(xs[:len(train)], dtype=object), np.asarray(y_train)),
-            (np.array(xs[len(train):], dtype=object), np.asarray(y_test)))
+    limit = _word_limit(num_words, train, test)
+    return (_index_words(train, limit), y_train), (_index_words(test, limit), y_test)
 
 
 def reuters(path: Path, num_words: int | None, maxlen: int | None, test_split: float) -> Raw:
-    """keras.datasets.reuters.load_data(num_words=..., maxlen=..., test_split=...) on reuters.npz."""
+    """keras.datasets.reuters.load_data(num_words=..., maxlen=..., test_split=...) on reuters.npz
+    (sequences as Ragged)."""
     xs, labels = require(load_npz(path), path, ("x", "y"))
     xs, labels = _shuffled(np.random.RandomState(KERAS_SEED), xs, labels)
     seqs, labels = _keep_shorter(maxlen, _offset(xs), labels)
-    if not seqs:
+    if not len(seqs):
         raise _no_sequence_left(maxlen)
-    seqs = _index_words(seqs, num_words)
-    cut = int(len(seqs) * (1 - test_split))
-    return ((np.array(seqs[:cut], dtype=object), np.asarray(labels[:cut])),
-            (np.array(seqs[cut:], dtype=object), np.asarray(labels[cut:])))
+    seqs = _index_words(seqs, _word_limit(num_words, seqs))
+    cut = np.arange(len(seqs)) < int(len(seqs) * (1 - test_split))
+    return (seqs.take(cut), labels[cut]), (seqs.take(~cut), labels[~cut])
 
 
 def pad_sequences(sequences: Any, maxlen: int) -> np.ndarray:
     """keras.utils.pad_sequences(sequences, maxlen) with its defaults: zeros in front, long ones keep
     their last `maxlen` tokens, int32."""
-    padded = np.zeros((len(sequences), maxlen), dtype=np.int32)
-    for row, sequence in enumerate(sequences):
-        tail = list(sequence)[-maxlen:]
-        if tail:
-            padded[row, maxlen - len(tail):] = tail
+    x = Ragged.of(sequences)
+    ends = np.cumsum(x.lengths)
+    # Each word's distance from the end of its sequence picks its column; words further back are cut.
+    from_end = np.repeat(ends, x.lengths) - 1 - np.arange(len(x.values))
+    kept = from_end < maxlen
+    padded = np.zeros((len(x), maxlen), dtype=np.int32)
+    padded[np.repeat(np.arange(len(x)), x.lengths)[kept], maxlen - 1 - from_end[kept]] = x.values[kept]
     return padded
 
 
