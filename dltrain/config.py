@@ -29,7 +29,7 @@ SOURCE_KEYS: dict[str, set[str]] = {
     "features": {"npz", "npy", "csv", "parquet"},
     "label": {"npz", "npy", "csv", "parquet"},
     "task": {"npz", "npy", "csv", "parquet"},
-    "test_split": {"npz", "npy", "csv", "parquet", "images", "text", "tfds", "california_housing"},
+    "test_split": {"npz", "npy", "csv", "parquet", "images", "text", "tfds", "california_housing", "reuters"},
     "image_size": {"images", "tfds"},
     "color_mode": {"images"},
     "interpolation": {"images", "tfds"},
@@ -221,7 +221,9 @@ class DatasetConfig(Section):
     output_sequence_length: int | None = Field(None, ge=1)
     output_mode: Literal["int", "multi_hot", "count", "tf_idf"] = "int"
     ngrams: int | None = Field(None, ge=1)
-    # imdb and reuters (keras.datasets' arguments): vocabulary size and sequence length.
+    # imdb and reuters (keras.datasets' arguments): vocabulary size and sequence length. As in Keras,
+    # `maxlen` leaves out sequences of maxlen tokens or more; the rest are padded to maxlen. Without it
+    # every sequence is padded or cut to its last 200 tokens (builtins.DEFAULT_MAXLEN).
     num_words: int | None = Field(None, ge=1)
     maxlen: int | None = Field(None, ge=1)
     # cifar100: "fine" (100 classes) or "coarse" (20).

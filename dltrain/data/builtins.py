@@ -11,6 +11,8 @@ from typing import Callable
 import numpy as np
 
 from dltrain.config import DatasetConfig
+from dltrain.data import keras_cache
+from dltrain.data.keras_cache import Raw
 from dltrain.data.types import DatasetInfo, Source, Split
 from dltrain.errors import DataError, first_line
 
@@ -26,9 +28,37 @@ _IDX_FILES = (
 )
 _FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+_CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+# The names in cifar-100-python/meta (fine_label_names, coarse_label_names), in label order.
+_CIFAR100_FINE = (
+    "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel "
+    "can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur "
+    "dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion "
+    "lizard lobster man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid otter palm_tree "
+    "pear pickup_truck pine_tree plain plate poppy porcupine possum rabbit raccoon ray road rocket rose sea "
+    "seal shark shrew skunk skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table "
+    "tank telephone television tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman "
+    "worm").split()
+_CIFAR100_COARSE = (
+    "aquatic_mammals fish flowers food_containers fruit_and_vegetables household_electrical_devices "
+    "household_furniture insects large_carnivores large_man-made_outdoor_things large_natural_outdoor_scenes "
+    "large_omnivores_and_herbivores medium_mammals non-insect_invertebrates people reptiles small_mammals "
+    "trees vehicles_1 vehicles_2").split()
+# keras.datasets.reuters.get_label_names(), in label order.
+_REUTERS_CLASSES = (
+    "cocoa grain veg-oil earn acq wheat copper housing money-supply coffee sugar trade reserves ship cotton "
+    "carcass crude nat-gas cpi money-fx interest gnp meal-feed alum oilseed gold tin strategic-metal "
+    "livestock retail ipi iron-steel rubber heat jobs lei bop zinc orange pet-chem dlr gas silver wpi hog "
+    "lead").split()
+# imdb/reuters sequences have every length; the model takes one. Without `maxlen` they are padded or cut
+# (keeping the last words, as keras.utils.pad_sequences does) to this length, Keras's IMDB examples' choice.
+DEFAULT_MAXLEN = 200
+# keras.datasets.california_housing and reuters hold out this fraction for testing unless told otherwise.
+KERAS_TEST_SPLIT = 0.2
 
-# Reads a built-in's files from one folder: (train, test), or None when they are not there.
-LocalReader = Callable[[Path, DatasetConfig], "tuple[Split, Split] | None"]
+# Reads a built-in's files from one folder, as keras.datasets' load_data returns them, or None when they
+# are not there.
+LocalReader = Callable[[Path, DatasetConfig], "Raw | None"]
 
 
 @dataclass
@@ -38,6 +68,8 @@ class Builtin:
     info: Callable[[DatasetConfig], DatasetInfo]
     read_local: LocalReader
     files: str  # for the hint: the files a user places in a data folder
+    # The arguments the config gives keras.datasets.<name>.load_data (the download fallback).
+    load_args: Callable[[DatasetConfig], dict] = lambda config: {}
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -60,15 +92,31 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def _read_mnist_like(folder: Path, config: DatasetConfig) -> tuple[Split, Split] | None:
+def _read_mnist_like(folder: Path, config: DatasetConfig) -> Raw | None:
     if all((folder / f).is_file() for f in _IDX_FILES):
         x_train, y_train, x_test, y_test = (read_idx(folder / f) for f in _IDX_FILES)
-        return Split(x_train, y_train), Split(x_test, y_test)
+        return (x_train, y_train), (x_test, y_test)
     npz = folder / "mnist.npz"  # Keras's own cache file for MNIST (and only for MNIST)
     if config.name == "mnist" and npz.is_file():
         with np.load(npz, allow_pickle=False) as arrays:
-            return Split(arrays["x_train"], arrays["y_train"]), Split(arrays["x_test"], arrays["y_test"])
+            return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
     return None
+
+
+def _npz_reader(file: str, read: Callable[[Path, DatasetConfig], Raw]) -> LocalReader:
+    return lambda folder, config: read(folder / file, config) if (folder / file).is_file() else None
+
+
+def _sequence_length(config: DatasetConfig) -> int:
+    return config.maxlen or DEFAULT_MAXLEN
+
+
+def _test_split(config: DatasetConfig) -> float:
+    return config.test_split or KERAS_TEST_SPLIT
+
+
+def _sequence_args(config: DatasetConfig) -> dict:
+    return {"num_words": config.num_words, "maxlen": config.maxlen}
 
 
 BUILTINS: dict[str, Builtin] = {
@@ -76,6 +124,27 @@ BUILTINS: dict[str, Builtin] = {
                      _read_mnist_like, ", ".join(_IDX_FILES) + " (or Keras's mnist.npz)"),
     "fashion_mnist": Builtin(lambda c: DatasetInfo("fashion_mnist", (28, 28), 10, list(_FASHION_CLASSES)),
                              _read_mnist_like, ", ".join(_IDX_FILES)),
+    "cifar10": Builtin(lambda c: DatasetInfo("cifar10", (32, 32, 3), 10, list(_CIFAR10_CLASSES)),
+                       lambda folder, c: keras_cache.read_cifar10(folder),
+                       "cifar-10-python.tar.gz (or its extracted cifar-10-batches-py/ folder)"),
+    "cifar100": Builtin(
+        lambda c: DatasetInfo("cifar100", (32, 32, 3), 100 if c.label_mode == "fine" else 20,
+                              list(_CIFAR100_FINE if c.label_mode == "fine" else _CIFAR100_COARSE)),
+        lambda folder, c: keras_cache.read_cifar100(folder, c.label_mode),
+        "cifar-100-python.tar.gz (or its extracted cifar-100-python/ folder)",
+        lambda c: {"label_mode": c.label_mode}),
+    "imdb": Builtin(lambda c: DatasetInfo("imdb", (_sequence_length(c),), 2, ["negative", "positive"]),
+                    _npz_reader("imdb.npz", lambda path, c: keras_cache.imdb(path, c.num_words, c.maxlen)),
+                    "Keras's imdb.npz", _sequence_args),
+    "reuters": Builtin(lambda c: DatasetInfo("reuters", (_sequence_length(c),), 46, list(_REUTERS_CLASSES)),
+                       _npz_reader("reuters.npz", lambda path, c: keras_cache.reuters(
+                           path, c.num_words, c.maxlen, _test_split(c))),
+                       "Keras's reuters.npz", lambda c: {**_sequence_args(c), "test_split": _test_split(c)}),
+    "california_housing": Builtin(
+        lambda c: DatasetInfo("california_housing", (8,), None),
+        _npz_reader("california_housing.npz",
+                    lambda path, c: keras_cache.california_housing(path, _test_split(c))),
+        "Keras's california_housing.npz", lambda c: {"test_split": _test_split(c)}),
 }
 
 
@@ -101,11 +170,36 @@ def describe(config: DatasetConfig) -> DatasetInfo:
     return BUILTINS[config.name].info(config)
 
 
-def _download(config: DatasetConfig) -> tuple[Split, Split]:
+def _download(config: DatasetConfig) -> Raw:
     import keras
 
     loader = getattr(keras.datasets, config.name)
-    (x_train, y_train), (x_test, y_test) = loader.load_data()
+    return loader.load_data(**BUILTINS[config.name].load_args(config))
+
+
+def _splits(config: DatasetConfig, raw: Raw, info: DatasetInfo) -> tuple[Split, Split]:
+    """What load_data returned, as dltrain's splits: labels one index per example (CIFAR's are (n, 1)),
+    images channels last, sequences padded to one length (with a note on what that kept or cut)."""
+    (x_train, y_train), (x_test, y_test) = raw
+    y_train, y_test = np.asarray(y_train).reshape(len(y_train)), np.asarray(y_test).reshape(len(y_test))
+    if config.name in ("cifar10", "cifar100") and np.shape(x_train)[1:] == (3, 32, 32):
+        # Keras's loader follows image_data_format; a channels_first keras.json gives NCHW.
+        x_train, x_test = np.transpose(x_train, (0, 2, 3, 1)), np.transpose(x_test, (0, 2, 3, 1))
+    if config.name in ("imdb", "reuters"):
+        length = _sequence_length(config)
+        x_train, x_test = keras_cache.Ragged.of(x_train), keras_cache.Ragged.of(x_test)
+        if config.maxlen:
+            info.notes.append(f"{config.name}: maxlen {length} keeps the {len(x_train):,} training and "
+                              f"{len(x_test):,} test sequences shorter than {length} tokens (Keras's loader "
+                              f"leaves longer ones out)")
+        else:
+            cut = int((x_train.lengths > length).sum() + (x_test.lengths > length).sum())
+            if cut:
+                info.notes.append(f"{config.name}: {cut:,} of {len(x_train) + len(x_test):,} sequences are "
+                                  f"longer than {length} tokens and keep their last {length}; set "
+                                  f"dataset.maxlen to choose the length")
+        x_train = keras_cache.pad_sequences(x_train, length)
+        x_test = keras_cache.pad_sequences(x_test, length)
     return Split(x_train, y_train), Split(x_test, y_test)
 
 
@@ -116,7 +210,7 @@ def read(config: DatasetConfig, seed: int) -> Source:
     for folder in search_dirs(config.name, config.data_dir):
         found = builtin.read_local(folder, config)
         if found is not None:
-            return Source(found[0], found[1], info)
+            return Source(*_splits(config, found, info), info)
     places = f"${DATA_ENV}/{config.name}/ or /usr/share/datasets/{config.name.replace('_', '-')}/"
     hint = f"place {builtin.files} in {places}"
     if config.name == "fashion_mnist":
@@ -125,9 +219,9 @@ def read(config: DatasetConfig, seed: int) -> Source:
         raise DataError(f"dataset '{config.name}' not found locally and downloads are off ({OFFLINE_ENV}=1)",
                         key="dataset.name", hint=hint)
     try:
-        train, test = _download(config)
+        raw = _download(config)
     except Exception as error:  # Keras raises a bare Exception for URL failures
         reason = first_line(error, limit=160)
         raise DataError(f"dataset '{config.name}' not found locally and the download failed: {reason}",
                         key="dataset.name", hint=hint) from None
-    return Source(train, test, info)
+    return Source(*_splits(config, raw, info), info)

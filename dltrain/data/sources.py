@@ -111,7 +111,8 @@ def load(config: DatasetConfig, seed: int) -> Splits:
         train = train.take(keep)
     if config.test is not None:
         test = _read_other(config, config.test, "test", seed, info)
-    elif config.test_split is not None:
+    elif config.test_split is not None and config.kind not in BUILTIN_NAMES:
+        # (A built-in that takes test_split, california_housing and reuters, passed it to Keras's own split.)
         if test is not None:
             raise DataError(f"'{info.name}' has its own test split; test_split would carve another",
                             key="dataset.test_split", hint="remove test_split")
