@@ -43,6 +43,10 @@ def _named(files: list[str]) -> str:
     return ", ".join(files[:_NAMED]) + (", ..." if len(files) > _NAMED else "")
 
 
+def _files(count: int, kind: str = "") -> str:
+    return f"{count:,} {kind}{' ' if kind else ''}file{'' if count == 1 else 's'}"
+
+
 def _is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_SUFFIXES)
 
@@ -54,7 +58,7 @@ def class_folders(root: Path) -> list[str]:
     if not names:
         images = [e.name for e in entries if e.is_file() and _is_image(e.name)]
         if images:
-            raise DataError(f"'{root}' holds {len(images):,} image files but no class folders", key="dataset.path",
+            raise DataError(f"'{root}' holds {_files(len(images), 'image')} but no class folders", key="dataset.path",
                             hint=f"{_LAYOUT}; move the images into a folder per class")
         raise DataError(f"'{root}' has no class folders", key="dataset.path", hint=_LAYOUT)
     if len(names) == 1:
@@ -96,31 +100,36 @@ def list_images(root: Path, class_names: list[str], check: bool = True) -> Listi
     are not an image's are left out (in `bad`). An empty class folder is an error."""
     listing = Listing(class_names)
     listing.stray = sorted(e.name for e in os.scandir(root) if e.is_file() and _is_image(e.name))
-    for index, name in enumerate(class_names):
+    found: list[list[str]] = []
+    for name in class_names:
         images, others = _walk(os.path.join(root, name))
         if not images:
             if others:
                 shown = _named([os.path.relpath(p, root) for p in others])
-                raise DataError(f"class folder '{name}' has no image files ({_SUFFIXES}), only {len(others):,} "
-                                f"other files: {shown}", key="dataset.path",
+                raise DataError(f"class folder '{name}' has no image files ({_SUFFIXES}), only "
+                                f"{_files(len(others), 'other')}: {shown}", key="dataset.path",
                                 hint=f"put the class's images in {root / name}, or move the folder out of {root}")
             raise DataError(f"class folder '{name}' is empty", key="dataset.path",
                             hint=f"put the class's images in {root / name}, or remove the folder")
+        found.append(images)
+    for index, images in enumerate(found):
         good = [p for p in images if _signature_ok(p)] if check else images
         listing.checked += len(images)
         if len(good) < len(images):
             kept = set(good)
             listing.bad += [os.path.relpath(p, root) for p in images if p not in kept]
-        if not good:
-            raise DataError(f"class folder '{name}' has no readable images: its {len(images):,} files are not "
-                            f"images ({_named([os.path.relpath(p, root) for p in images])})", key="dataset.path",
-                            hint="replace the damaged files; PNG, JPEG, GIF and BMP are read")
         listing.paths += good
         listing.labels += [index] * len(good)
     if len(listing.bad) * 2 > listing.checked:
         raise DataError(f"{len(listing.bad):,} of {listing.checked:,} files in '{root}' are not images: "
                         f"{_named(listing.bad)}", key="dataset.path",
                         hint="check the path and the files; PNG, JPEG, GIF and BMP are read")
+    counts = np.bincount(np.array(listing.labels, dtype=np.int64), minlength=len(class_names))
+    for name, images, count in zip(class_names, found, counts):
+        if not count:
+            raise DataError(f"class folder '{name}' has no readable images: its {_files(len(images))} are not "
+                            f"images ({_named([os.path.relpath(p, root) for p in images])})", key="dataset.path",
+                            hint="replace the damaged files; PNG, JPEG, GIF and BMP are read")
     return listing
 
 
@@ -192,7 +201,7 @@ def read(config: DatasetConfig, seed: int) -> Source:
         info.notes.append(f"skipped {len(listing.bad):,} of {listing.checked:,} files that are not images: "
                           f"{_named(listing.bad)}")
     if listing.stray:
-        info.notes.append(f"ignored {len(listing.stray):,} image files outside the class folders of '{root}': "
+        info.notes.append(f"ignored {_files(len(listing.stray), 'image')} outside the class folders of '{root}': "
                           f"{_named(listing.stray)}")
     paths = np.array(listing.paths, dtype=str)
     labels = np.array(listing.labels, dtype=np.int32)

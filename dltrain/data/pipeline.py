@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -38,9 +39,35 @@ def in_memory(split: AnySplit, batch_size: int = 256) -> Split:
             x[done: done + len(batch)] = batch.numpy()
             done += len(batch)
     except tf.errors.OpError as error:
-        raise DataError(f"cannot read an example file: {first_line(error)}",
-                        hint="remove or replace the damaged file; the file list is in the dataset folder") from None
+        raise read_error(split, error) from None
     return Split(x, split.y)
+
+
+def unreadable(split: FileSplit) -> list[str]:
+    """The files of a streamed split that its `read` fails on: a second pass over all of them, made only
+    after an error (TensorFlow's decoders do not name the file they fail on)."""
+    index = np.arange(len(split))
+    read = decoded(split, split.paths, index).map(lambda x, i: i).ignore_errors()
+    good = np.fromiter((int(i) for i in read.as_numpy_iterator()), dtype=np.int64)
+    return [str(p) for p in np.delete(split.paths, good)]
+
+
+def _reason(error: Exception) -> str:
+    """TensorFlow's own words from a tf.data error, without its function and iterator names."""
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", first_line(error))
+    text = re.sub(r"^Error in user-defined function .*? transformation with iterator: [^:]*: ", "", text)
+    return re.sub(r"\s*\[\[.*|\s*\[Op:\w+\].*", "", text)
+
+
+def read_error(split: FileSplit, error: Exception) -> DataError:
+    """A DataError for a streamed split whose files failed to decode: the files by name, and the reason."""
+    bad = unreadable(split)
+    if not bad:
+        return DataError(f"cannot read an example file: {_reason(error)}",
+                         hint="remove or replace the damaged file")
+    more = f" (and {len(bad) - 1:,} more)" if len(bad) > 1 else ""
+    return DataError(f"cannot read {bad[0]}{more}: {_reason(error)}",
+                     hint="remove or replace the damaged file" + ("s" if more else ""))
 
 
 def examples(split: AnySplit, index: Any) -> Split:

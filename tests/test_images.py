@@ -1,0 +1,258 @@
+"""Image folders (`format: images`) on small real PNG/JPEG/GIF/BMP files written with Pillow in tmp_path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dltrain import data
+from dltrain.config import DatasetConfig
+from dltrain.data import images
+from dltrain.errors import DataError
+
+ROOT = Path(__file__).resolve().parent.parent
+# One solid colour per class, so a pixel tells which class folder an example came from.
+COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
+CLASSES = ["cat", "dog", "emu"]
+
+
+def make_folder(root: Path, per_class: int = 8, size: tuple[int, int] = (10, 12), suffix: str = ".png",
+                classes: list[str] = CLASSES, seed: int = 0) -> Path:
+    """`root/<class>/<i><suffix>`: per_class images of size (height, width), the class's colour plus noise."""
+    rng = np.random.default_rng(seed)
+    for index, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            noise = rng.integers(-20, 21, (*size, 3))
+            pixels = np.clip(np.array(COLOURS[index]) + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i:02d}{suffix}")
+    return root
+
+
+def config(root: Path, **keys) -> DatasetConfig:
+    return DatasetConfig(path=str(root), format="images", **{"test_split": 0.25, **keys})
+
+
+def test_describe_reads_no_file_and_imports_no_tensorflow(tmp_path: Path):
+    make_folder(tmp_path / "pets")
+    (tmp_path / "pets" / ".thumbs").mkdir()  # hidden folders are not classes (as in Keras)
+    code = ("import sys; from dltrain.data import describe; from dltrain.config import DatasetConfig; "
+            f"i = describe(DatasetConfig(path={str(tmp_path / 'pets')!r}, image_size=[20, 24])); "
+            "print(i.name, i.input_shape, i.num_classes, i.class_names, 'tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "pets (20, 24, 3) 3 ['cat', 'dog', 'emu'] False"
+
+
+def test_folder_is_inferred_streamed_sorted_and_labelled(tmp_path: Path):
+    root = make_folder(tmp_path / "pets", size=(10, 12))
+    dataset = DatasetConfig(path=str(root), image_size=[10, 12], test_split=0.25, validation_split=0.25)
+    assert dataset.kind == "images"
+    source = images.read(dataset, 0)
+    assert isinstance(source.train, data.FileSplit) and source.test is None
+    assert list(source.train.paths) == sorted(source.train.paths)
+    assert list(source.train.y) == [0] * 8 + [1] * 8 + [2] * 8 and source.train.y.dtype == np.int32
+    assert source.train.paths[8] == str(root / "dog" / "00.png")
+    splits = data.load(dataset, seed=3)
+    assert splits.info.sizes == {"train": 14, "validation": 4, "test": 6}
+    assert splits.info.class_names == CLASSES and splits.info.input_shape == (10, 12, 3)
+    assert splits.info.notes == []
+    train = data.in_memory(splits.train)
+    assert train.x.shape == (14, 10, 12, 3) and train.x.dtype == np.uint8
+    # Each example's mean colour is its class's colour: labels and pixels belong together.
+    nearest = np.argmin([[np.abs(x.mean(axis=(0, 1)) - c).sum() for c in COLOURS] for x in train.x], axis=1)
+    assert np.array_equal(nearest, train.y)
+    # The same file read twice and the same image in PIL: unchanged pixels at its own size.
+    path = Path(splits.train.paths[0])
+    assert np.array_equal(train.x[0], np.asarray(Image.open(path)))
+
+
+@pytest.mark.parametrize("keys", [
+    {"image_size": [7, 9]},
+    {"image_size": [16, 16], "crop_to_aspect_ratio": True},
+    {"image_size": [6, 6], "crop_to_aspect_ratio": True, "interpolation": "nearest"},
+    {"image_size": [20, 15], "interpolation": "bicubic"},
+    {"image_size": [5, 5], "color_mode": "grayscale", "interpolation": "area"},
+    {"image_size": [8, 8], "color_mode": "rgba", "interpolation": "lanczos3"},
+])
+def test_pixels_match_keras_image_dataset_from_directory(tmp_path: Path, keys: dict):
+    import keras
+
+    root = make_folder(tmp_path / "pets", per_class=3, size=(10, 12))
+    # Other sizes and another format (Keras cannot read JPEG as rgba: TF's JPEG decoder has no alpha).
+    make_folder(root, per_class=2, size=(11, 7), suffix=".bmp" if keys.get("color_mode") == "rgba" else ".jpg", seed=1)
+    ours = data.in_memory(images.read(config(root, **keys), 0).train)
+    theirs = keras.utils.image_dataset_from_directory(
+        root, shuffle=False, batch_size=None, **{k: tuple(v) if k == "image_size" else v for k, v in keys.items()})
+    x = np.stack([image.numpy() for image, _ in theirs])
+    assert ours.x.dtype == np.uint8 and ours.x.shape == x.shape
+    assert np.array_equal(ours.y, [label.numpy() for _, label in theirs])
+    # Ours are uint8: Keras's float pixels rounded, and clipped where bicubic/lanczos overshoot 0..255.
+    assert np.abs(ours.x - np.clip(x, 0, 255)).max() <= 0.5 + 1e-4
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".gif", ".bmp"])
+@pytest.mark.parametrize("color_mode,channels", [("grayscale", 1), ("rgb", 3), ("rgba", 4)])
+def test_every_format_reads_in_every_color_mode(tmp_path: Path, suffix: str, color_mode: str, channels: int):
+    # TF's decoders refuse grayscale GIF/BMP and alpha JPEG/GIF (so Keras's loader fails on them); we convert.
+    root = make_folder(tmp_path / "pets", per_class=1, size=(6, 6), suffix=suffix)
+    x = data.in_memory(images.read(config(root, image_size=[6, 6], color_mode=color_mode), 0).train).x
+    assert x.shape == (3, 6, 6, channels)
+    if channels == 4:
+        assert (x[..., 3] == 255).all()
+    grey = x[..., 0] if channels == 1 else x[..., :3].mean(axis=-1)
+    assert abs(grey.mean() - np.mean(COLOURS[0])) < 25
+
+
+def test_test_folder_and_validation_folder(tmp_path: Path):
+    root = make_folder(tmp_path / "train")
+    make_folder(tmp_path / "test", per_class=2, seed=1)
+    make_folder(tmp_path / "val", per_class=3, seed=2)
+    splits = data.load(DatasetConfig(path=str(root), image_size=[10, 12], test={"path": str(tmp_path / "test")},
+                                     validation={"path": str(tmp_path / "val")}), 0)
+    assert splits.info.sizes == {"train": 24, "validation": 9, "test": 6}
+    assert splits.test.paths[0] == str(tmp_path / "test" / "cat" / "00.png")
+    assert np.array_equal(data.in_memory(splits.test).y, [0, 0, 1, 1, 2, 2])
+
+
+def test_test_folder_with_other_classes_is_an_error(tmp_path: Path):
+    root = make_folder(tmp_path / "train")
+    make_folder(tmp_path / "test", per_class=1, classes=["cat", "dog"])
+    with pytest.raises(DataError) as info:
+        data.load(DatasetConfig(path=str(root), test={"path": str(tmp_path / "test")}), 0)
+    assert str(info.value) == ("dataset.test: the test source's classes (cat, dog) differ from the training classes "
+                               "(cat, dog, emu) (both sources need the same class folders (or the same label values))")
+
+
+def test_missing_folder(tmp_path: Path):
+    with pytest.raises(DataError) as info:
+        data.load(config(tmp_path / "nowhere"), 0)
+    assert str(info.value).startswith(f"dataset.path: dataset path '{tmp_path / 'nowhere'}' not found")
+
+
+LAYOUT = "expected one folder per class, e.g. <path>/cat/1.png, <path>/dog/2.jpg"
+
+
+def test_folder_without_class_folders(tmp_path: Path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError) as info:
+        data.describe(config(tmp_path / "empty"))
+    assert str(info.value) == f"dataset.path: '{tmp_path / 'empty'}' has no class folders ({LAYOUT})"
+
+
+def test_images_at_the_top_level_instead_of_class_folders(tmp_path: Path):
+    make_folder(tmp_path / "pets")
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for path in sorted((tmp_path / "pets").glob("*/*.png"))[:5]:
+        path.rename(flat / f"{path.parent.name}-{path.name}")
+    with pytest.raises(DataError) as info:
+        data.load(config(flat), 0)
+    assert str(info.value) == (f"dataset.path: '{flat}' holds 5 image files but no class folders "
+                               f"({LAYOUT}; move the images into a folder per class)")
+
+
+def test_stray_images_next_to_class_folders_are_a_note(tmp_path: Path):
+    root = make_folder(tmp_path / "pets")
+    (root / "cat" / "00.png").rename(root / "loose.png")
+    splits = data.load(config(root), 0)
+    assert sum(splits.info.sizes.values()) == 23
+    assert splits.info.notes == [f"ignored 1 image file outside the class folders of '{root}': loose.png"]
+
+
+def test_one_class_folder_is_an_error(tmp_path: Path):
+    make_folder(tmp_path / "data" / "pets")
+    with pytest.raises(DataError) as info:
+        data.describe(config(tmp_path / "data"))
+    assert str(info.value) == (f"dataset.path: '{tmp_path / 'data'}' has only one class folder ('pets') (a classifier "
+                               f"needs two or more; if 'pets' holds the class folders, use its path ({LAYOUT}))")
+
+
+def test_empty_class_folder_is_named(tmp_path: Path):
+    root = make_folder(tmp_path / "pets")
+    (root / "fox").mkdir()
+    with pytest.raises(DataError) as info:
+        data.load(config(root), 0)
+    assert str(info.value) == (f"dataset.path: class folder 'fox' is empty "
+                               f"(put the class's images in {root / 'fox'}, or remove the folder)")
+
+
+def test_class_folder_of_other_files_is_named(tmp_path: Path):
+    root = make_folder(tmp_path / "pets")
+    (root / "fox").mkdir()
+    for name in ("a.txt", "b.webp", "c.tiff", "d.csv"):
+        (root / "fox" / name).write_text("x")
+    with pytest.raises(DataError) as info:
+        data.load(config(root), 0)
+    assert str(info.value) == (
+        "dataset.path: class folder 'fox' has no image files (.bmp, .gif, .jpeg, .jpg, .png), only 4 other files: "
+        f"fox/a.txt, fox/b.webp, fox/c.tiff, ... (put the class's images in {root / 'fox'}, "
+        f"or move the folder out of {root})")
+
+
+def test_files_that_are_not_images_are_skipped_with_a_note(tmp_path: Path):
+    root = make_folder(tmp_path / "pets")
+    (root / "cat" / "03.png").write_bytes(b"")
+    (root / "dog" / "05.png").write_text("<html>not found</html>")
+    (root / "emu" / "01.jpg").write_bytes(b"RIFF\x00\x00\x00\x00WEBPVP8 ")  # a WebP named .jpg
+    splits = data.load(config(root), 0)
+    assert sum(splits.info.sizes.values()) == 22
+    assert splits.info.notes == ["skipped 3 of 25 files that are not images: cat/03.png, dog/05.png, emu/01.jpg"]
+
+
+def test_mostly_bad_files_is_an_error(tmp_path: Path):
+    root = make_folder(tmp_path / "pets", per_class=2)
+    for path in sorted(root.glob("*/*.png"))[:4]:
+        path.write_bytes(b"GIF8")
+    with pytest.raises(DataError) as info:
+        data.load(config(root), 0)
+    assert str(info.value) == (f"dataset.path: 4 of 6 files in '{root}' are not images: cat/00.png, cat/01.png, "
+                               "dog/00.png, ... (check the path and the files; PNG, JPEG, GIF and BMP are read)")
+
+
+def test_class_of_only_bad_files_is_an_error(tmp_path: Path):
+    root = make_folder(tmp_path / "pets", per_class=4)
+    for path in (root / "dog").iterdir():
+        path.write_bytes(b"\x00" * 100)
+    with pytest.raises(DataError) as info:
+        data.load(config(root), 0)
+    assert str(info.value) == (
+        "dataset.path: class folder 'dog' has no readable images: its 4 files are not images (dog/00.png, "
+        "dog/01.png, dog/02.png, ...) (replace the damaged files; PNG, JPEG, GIF and BMP are read)")
+
+
+def test_truncated_image_is_a_data_error_when_read(tmp_path: Path):
+    root = make_folder(tmp_path / "pets", per_class=2)
+    damaged = root / "dog" / "01.png"
+    damaged.write_bytes(damaged.read_bytes()[:60])
+    source = images.read(config(root), 0)
+    assert source.info.notes == []  # its signature is a PNG's: only the decoder can tell
+    with pytest.raises(DataError) as info:
+        data.in_memory(source.train)
+    assert str(info.value) == f"cannot read {damaged}: Invalid PNG data, size 60 (remove or replace the damaged file)"
+    first = root / "cat" / "00.png"
+    first.write_bytes(first.read_bytes()[:60])
+    with pytest.raises(DataError) as info:
+        data.in_memory(source.train)
+    assert str(info.value) == (f"cannot read {root / 'cat' / '00.png'} (and 1 more): Invalid PNG data, size 60 "
+                               "(remove or replace the damaged files)")
+
+
+def test_signature_check_is_fast(tmp_path: Path):
+    """The listing opens every file: 3,000 files (the 100k folder's numbers are in benchmarks/README.md)."""
+    import time
+
+    root = make_folder(tmp_path / "pets", per_class=1)
+    for name in CLASSES:
+        first = root / name / "00.png"
+        for i in range(1, 1000):
+            (root / name / f"{i:04d}.png").write_bytes(first.read_bytes())
+    start = time.perf_counter()
+    listing = images.list_images(root, CLASSES)
+    seconds = time.perf_counter() - start
+    assert len(listing.paths) == 3000 and not listing.bad
+    assert seconds < 1.0, f"listing 3,000 files took {seconds:.2f} s"
