@@ -369,12 +369,19 @@ def _fit(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, start: Checkpo
         except Exception as error:
             _close(bar)
             extras.end("FAILED")
+            # A damaged file among streamed examples: TensorFlow's decoder does not say which one.
+            unreadable = data.damaged(splits.train, splits.val, splits.test) if data.is_data_error(error) else None
             # Nothing was trained in a new run: leave no half-made run behind.
             if start is None and int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 0:
                 shutil.rmtree(run_dir, ignore_errors=True)
+                if unreadable is not None:
+                    raise unreadable from None
                 raise TrainingError(f"training failed at the first step: {first_line(error)}",
                                     where=loaded.locate(("model",)), key="model") from None
-            runs.write_status(run_dir, "failed", epoch=len(recorder.rows), epochs=epochs, message=first_line(error))
+            runs.write_status(run_dir, "failed", epoch=len(recorder.rows), epochs=epochs,
+                              message=first_line(unreadable or error))
+            if unreadable is not None:
+                raise unreadable from None
             raise
         # A signal from here on lets the run finish (evaluating and saving take seconds); a second one
         # ends the process at once, and every file is still whole.
@@ -392,7 +399,8 @@ def _fit(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, start: Checkpo
         runs.atomic_write_json(run_dir / runs.METRICS_FILE,
                                {**metrics, "epochs": len(recorder.rows), "weights_epoch": weights_epoch,
                                 "epoch_seconds": recorder.epoch_seconds})
-        notes = extras.finish(model, splits, test, len(recorder.rows), batch_size, recorder.rows)
+        # The dataset's own warnings (skipped files) are shown with the result, as well as kept in dataset.json.
+        notes = [*splits.info.notes, *extras.finish(model, splits, test, len(recorder.rows), batch_size, recorder.rows)]
         runs.write_status(run_dir, "finished", epoch=len(recorder.rows), epochs=epochs)
     return TrainResult(run_dir, metrics, len(recorder.rows), recorder.epoch_seconds, notes=splits.info.notes + notes,
                        weights_epoch=weights_epoch, tensorboard_dir=extras.tensorboard_dir)

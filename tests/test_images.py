@@ -256,3 +256,103 @@ def test_signature_check_is_fast(tmp_path: Path):
     seconds = time.perf_counter() - start
     assert len(listing.paths) == 3000 and not listing.bad
     assert seconds < 1.0, f"listing 3,000 files took {seconds:.2f} s"
+
+
+# --- End to end: `dltrain train` on a folder -------------------------------------------------------------
+
+from typer.testing import CliRunner  # noqa: E402
+
+from dltrain.cli import app  # noqa: E402
+
+FOLDER = """\
+name: pets
+seed: 4
+dataset:
+  path: {path}
+  image_size: [8, 8]
+  {split}
+model:
+  layers:
+    - Rescaling: {{scale: 0.00392156862745098}}
+    - Conv2D: {{filters: 4, kernel_size: 3, activation: relu}}
+    - Flatten
+    - Dense: {{units: "${{dataset.num_classes}}", activation: softmax}}
+loss: sparse_categorical_crossentropy
+optimizer: {{Adam: {{learning_rate: 0.01}}}}
+metrics: [accuracy]
+training:
+  epochs: 1
+  batch_size: 8
+  tensorboard: false
+  cache: {cache}
+"""
+
+
+def train(tmp_path: Path, text: str, *extra: str):
+    config = tmp_path / "pets.yaml"
+    config.write_text(text)
+    result = CliRunner().invoke(app, ["train", str(config), "--output-dir", str(tmp_path / "out"), "--no-progress",
+                                      *extra])
+    return result
+
+
+def run_dir(result) -> Path:
+    import re
+
+    return Path(re.search(r"^run folder: (.+)$", result.stdout, re.M).group(1))
+
+
+@pytest.mark.parametrize("cache", ["false", "true", "{tmp}/cache/imgs"])
+def test_train_on_a_folder_with_test_split(tmp_path: Path, cache: str):
+    import json
+
+    root = make_folder(tmp_path / "pets", per_class=12, size=(10, 12))
+    (root / "cat" / "05.png").write_text("not an image")
+    result = train(tmp_path, FOLDER.format(path=root, split="test_split: 0.25", cache=cache.format(tmp=tmp_path)))
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "note: skipped 1 of 36 files that are not images: cat/05.png\n"
+    described = json.loads((run_dir(result) / "dataset.json").read_text())
+    assert described["class_names"] == CLASSES and described["input_shape"] == [8, 8, 3]
+    assert described["sizes"] == {"train": 23, "validation": 3, "test": 9}
+    assert described["notes"] == ["skipped 1 of 36 files that are not images: cat/05.png"]
+    scored = json.loads((run_dir(result) / "metrics.json").read_text())["test"]
+    assert scored["accuracy"] > 0.5  # three solid colours: one epoch of a tiny CNN tells them apart
+
+
+def test_train_with_test_folder_and_augmentation_then_evaluate(tmp_path: Path):
+    import json
+
+    root = make_folder(tmp_path / "pets", per_class=10, size=(12, 12), suffix=".jpg")
+    make_folder(tmp_path / "held_out", per_class=3, size=(9, 9), seed=5)
+    text = FOLDER.format(path=root, split=f"test: {{path: {tmp_path / 'held_out'}}}", cache="false")
+    text = text.replace("  image_size: [8, 8]\n", "  image_size: [8, 8]\n  augmentation:\n"
+                                                  "    - RandomFlip: {mode: horizontal}\n"
+                                                  "    - RandomRotation: {factor: 0.1}\n")
+    result = train(tmp_path, text)
+    assert result.exit_code == 0, result.output
+    folder = run_dir(result)
+    assert json.loads((folder / "dataset.json").read_text())["sizes"] == {"train": 27, "validation": 3, "test": 9}
+    evaluated = CliRunner().invoke(app, ["evaluate", str(folder), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(
+        json.loads((folder / "metrics.json").read_text())["test"]["accuracy"])
+
+
+def test_example_config_trains_one_epoch(tmp_path: Path):
+    root = make_folder(tmp_path / "pets", per_class=10, size=(20, 16), suffix=".jpg")
+    result = CliRunner().invoke(app, [
+        "train", str(ROOT / "configs" / "images_folder.yaml"), "--output-dir", str(tmp_path / "out"), "--no-progress",
+        "--set", f"dataset.path={root}", "--set", "dataset.image_size=[16,16]", "--set", "training.epochs=1",
+        "--set", "training.tensorboard=false"])
+    assert result.exit_code == 0, result.output
+    assert (run_dir(result) / "model.keras").is_file()
+
+
+def test_truncated_image_in_a_streamed_run_is_a_clear_error(tmp_path: Path):
+    root = make_folder(tmp_path / "pets", per_class=8, size=(10, 12))
+    damaged = root / "emu" / "03.png"
+    damaged.write_bytes(damaged.read_bytes()[:60])
+    result = train(tmp_path, FOLDER.format(path=root, split="test_split: 0.25", cache="false"))
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: cannot read {damaged}: Invalid PNG data, size 60 "
+                             "(remove or replace the damaged file)\n")

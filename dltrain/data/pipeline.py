@@ -39,7 +39,8 @@ def in_memory(split: AnySplit, batch_size: int = 256) -> Split:
             x[done: done + len(batch)] = batch.numpy()
             done += len(batch)
     except tf.errors.OpError as error:
-        raise read_error(split, error) from None
+        raise damaged(split) or DataError(f"cannot read an example file: {_reason(error)}",
+                                          hint="remove or replace the damaged file") from None
     return Split(x, split.y)
 
 
@@ -54,20 +55,42 @@ def unreadable(split: FileSplit) -> list[str]:
 
 def _reason(error: Exception) -> str:
     """TensorFlow's own words from a tf.data error, without its function and iterator names."""
-    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", first_line(error))
-    text = re.sub(r"^Error in user-defined function .*? transformation with iterator: [^:]*: ", "", text)
-    return re.sub(r"\s*\[\[.*|\s*\[Op:\w+\].*", "", text)
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", first_line(error, limit=2000))
+    text = re.sub(r"^Error in user-defined function .*? transformation with iterator: \S+: ", "", text)
+    return re.sub(r"\s*\[\[.*|\s*\[Op:\w+\].*", "", text)[:300]
 
 
-def read_error(split: FileSplit, error: Exception) -> DataError:
-    """A DataError for a streamed split whose files failed to decode: the files by name, and the reason."""
-    bad = unreadable(split)
-    if not bad:
-        return DataError(f"cannot read an example file: {_reason(error)}",
-                         hint="remove or replace the damaged file")
-    more = f" (and {len(bad) - 1:,} more)" if len(bad) > 1 else ""
-    return DataError(f"cannot read {bad[0]}{more}: {_reason(error)}",
-                     hint="remove or replace the damaged file" + ("s" if more else ""))
+def _failure(split: FileSplit, path: str) -> str:
+    """Why `read` fails on one file, in TensorFlow's words."""
+    import tensorflow as tf
+
+    one = split.take(np.flatnonzero(split.paths == path)[:1])
+    try:
+        for _ in decoded(one, one.paths, one.y):
+            pass
+    except tf.errors.OpError as error:
+        return _reason(error)
+    return "it failed once and read on a second try"
+
+
+def is_data_error(error: BaseException) -> bool:
+    """Whether a TensorFlow error came out of a tf.data pipeline (its iterator), not out of the model."""
+    import tensorflow as tf
+
+    return isinstance(error, tf.errors.OpError) and "IteratorGetNext" in str(error)
+
+
+def damaged(*splits: AnySplit | None) -> DataError | None:
+    """A DataError naming the files of streamed splits that fail to read, or None if every file reads
+    (a full pass over the files: call it only after a tf.data error)."""
+    for split in splits:
+        if isinstance(split, FileSplit):
+            bad = unreadable(split)
+            if bad:
+                more = f" (and {len(bad) - 1:,} more)" if len(bad) > 1 else ""
+                return DataError(f"cannot read {bad[0]}{more}: {_failure(split, bad[0])}",
+                                 hint="remove or replace the damaged file" + ("s" if more else ""))
+    return None
 
 
 def examples(split: AnySplit, index: Any) -> Split:
