@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from multiprocessing.pool import ThreadPool
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,6 +22,8 @@ CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
 # The first bytes of the formats TensorFlow's decode_image reads (it goes by content, not by suffix).
 SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
 _SIGNATURE_BYTES = max(len(s) for s in SIGNATURES)
+# Reading the first bytes of 100,000 files from a cold disk: 25 s in one thread, 6 s in 16 (benchmarks/README.md).
+_READERS = 16
 _NAMED = 3  # how many files a note or an error names before "..."
 _SUFFIXES = ", ".join(IMAGE_SUFFIXES)
 _LAYOUT = "expected one folder per class, e.g. <path>/cat/1.png, <path>/dog/2.jpg"
@@ -85,6 +88,12 @@ def _signature_ok(path: str) -> bool:
     return head.startswith(SIGNATURES)
 
 
+def _signatures_ok(paths: list[str]) -> list[bool]:
+    """Whether each file starts like an image, read by threads: the time is the disk's, not Python's."""
+    with ThreadPool(min(_READERS, max(1, len(paths) // 256))) as pool:
+        return pool.map(_signature_ok, paths, chunksize=256)
+
+
 def _walk(folder: str) -> tuple[list[str], list[str]]:
     """(image-suffix files, other files) under `folder`, recursively, in Keras's order (by folder, then name)."""
     images: list[str] = []
@@ -112,8 +121,10 @@ def list_images(root: Path, class_names: list[str], check: bool = True) -> Listi
             raise DataError(f"class folder '{name}' is empty", key="dataset.path",
                             hint=f"put the class's images in {root / name}, or remove the folder")
         found.append(images)
+    everything = [p for images in found for p in images]
+    ok = iter(_signatures_ok(everything) if check else [True] * len(everything))
     for index, images in enumerate(found):
-        good = [p for p in images if _signature_ok(p)] if check else images
+        good = [p for p in images if next(ok)]
         listing.checked += len(images)
         if len(good) < len(images):
             kept = set(good)
