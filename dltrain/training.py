@@ -399,8 +399,7 @@ def _fit(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, start: Checkpo
         runs.atomic_write_json(run_dir / runs.METRICS_FILE,
                                {**metrics, "epochs": len(recorder.rows), "weights_epoch": weights_epoch,
                                 "epoch_seconds": recorder.epoch_seconds})
-        # The dataset's own warnings (skipped files) are shown with the result, as well as kept in dataset.json.
-        notes = [*splits.info.notes, *extras.finish(model, splits, test, len(recorder.rows), batch_size, recorder.rows)]
+        notes = extras.finish(model, splits, test, len(recorder.rows), batch_size, recorder.rows)
         runs.write_status(run_dir, "finished", epoch=len(recorder.rows), epochs=epochs)
     return TrainResult(run_dir, metrics, len(recorder.rows), recorder.epoch_seconds, notes=splits.info.notes + notes,
                        weights_epoch=weights_epoch, tensorboard_dir=extras.tensorboard_dir)
