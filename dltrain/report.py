@@ -119,16 +119,31 @@ def draw_test_plots(run_dir: Path, model: keras.Model, splits: data.Splits, batc
     labels = splits.test.y
     if not info.num_classes or labels.ndim != 1 or not len(labels):
         return []
-    test = data.in_memory(splits.test)  # the misclassified examples are drawn from these
-    outputs = model.predict(data.to_dataset(test, batch_size), verbose=0)
+    # Predictions stream through tf.data: a test folder of streamed files is never held in memory.
+    outputs = model.predict(data.to_dataset(splits.test, batch_size), verbose=0)
     probabilities, _ = class_probabilities(outputs, info.num_classes)
     if probabilities is None:
         return []
     names = info.class_names or [str(i) for i in range(info.num_classes)]
-    # Named features (table columns) and texts are not pictures: only the confusion matrix is drawn.
-    pictures = isinstance(test.x, np.ndarray) and np.issubdtype(test.x.dtype, np.number)
-    x = test.x if pictures else np.empty((len(labels), 0))
+    test = splits.test
+    if isinstance(test, data.FileSplit):
+        x: Any = _Decoded(test)  # only the few pictures drawn are decoded
+    elif isinstance(test.x, np.ndarray) and np.issubdtype(test.x.dtype, np.number):
+        x = test.x
+    else:  # named features (table columns) and texts are not pictures: only the confusion matrix
+        x = np.empty((len(labels), 0))
     return plots.draw_test_plots(run_dir, x, np.asarray(labels), probabilities, names)
+
+
+class _Decoded:
+    """A streamed split's examples for the plots, decoded one at a time when indexed."""
+
+    def __init__(self, split: data.FileSplit) -> None:
+        self.split = split
+        self.shape = (len(split), *split.element_shape)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return data.examples(self.split, [index]).x[0]
 
 
 def redraw(run_dir: Path, *, test_plots: bool = True) -> list[Path]:
