@@ -356,3 +356,24 @@ def test_truncated_image_in_a_streamed_run_is_a_clear_error(tmp_path: Path):
     assert result.exit_code == 1
     assert result.stderr == (f"error: cannot read {damaged}: Invalid PNG data, size 60 "
                              "(remove or replace the damaged file)\n")
+
+
+@pytest.mark.parametrize("cache", ["false", "{tmp}/cache/imgs"])
+def test_streamed_folder_resumes_bit_identically(tmp_path: Path, cache: str):
+    """Epoch 2's file order, decode and augmentation come from (seed, 2): a resumed run replays them."""
+    import keras
+
+    root = make_folder(tmp_path / "pets", per_class=12, size=(10, 12))
+    text = FOLDER.format(path=root, split="test_split: 0.25", cache=cache.format(tmp=tmp_path))
+    text = text.replace("  image_size: [8, 8]\n", "  image_size: [8, 8]\n  augmentation:\n"
+                                                  "    - RandomFlip: {mode: horizontal}\n")
+    text = text.replace("  batch_size: 8\n", "  batch_size: 8\n  shuffle_buffer: 4\n")
+    full = train(tmp_path, text, "--set", "training.epochs=3")
+    assert full.exit_code == 0, full.output
+    half = train(tmp_path, text, "--set", "training.epochs=1")
+    assert half.exit_code == 0, half.output
+    resumed = CliRunner().invoke(app, ["train", str(tmp_path / "pets.yaml"), "--set", "training.epochs=3",
+                                       "--resume", str(run_dir(half)), "--force", "--no-progress"])
+    assert resumed.exit_code == 0, resumed.output
+    a, b = (keras.saving.load_model(run_dir(r) / "model.keras").get_weights() for r in (full, half))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
