@@ -303,7 +303,8 @@ def compare(
 def predict(
     run_dir: Path = typer.Argument(..., help="A run folder made by `dltrain train`."),
     inputs: list[Path] = typer.Argument(..., metavar="INPUT...",
-                                        help="Image files, a CSV (one example per row), or an .npz/.npy of arrays."),
+                                        help="Image files, a CSV (one example per row; by header for table "
+                                             "runs), an .npz/.npy of arrays, or .txt files (text runs)."),
     top_k: int = typer.Option(3, "--top-k", min=1, help="How many classes to show per input (classifiers)."),
     out_path: Optional[Path] = typer.Option(None, "--out", metavar="FILE.csv",
                                             help="Write all predictions as CSV instead of printing a table."),

@@ -130,6 +130,24 @@ def read_arrays(path: Path, shape: tuple[int, ...]) -> np.ndarray:
         return _fit_shape(loaded[name], shape, f"{path}[{name}]")
 
 
+def read_texts(paths: list[Path]) -> Any:
+    """Each .txt file as one raw text (UTF-8), for a model whose saved TextVectorization takes strings."""
+    import tensorflow as tf
+
+    texts = []
+    for path in paths:
+        if path.suffix.lower() != ".txt":
+            raise DataError(f"cannot read '{path}': this model takes text", hint="give .txt files, one text each")
+        try:
+            texts.append(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError(f"input file '{path}' not found") from None
+        except UnicodeDecodeError as error:
+            raise DataError(f"{path} is not UTF-8 text: {error.reason} at byte {error.start}",
+                            hint="convert it to UTF-8 (iconv -t UTF-8)") from None
+    return tf.constant(texts)
+
+
 def read_inputs(paths: list[Path], shape: tuple[int, ...]) -> tuple[np.ndarray, list[str], list[str]]:
     """All inputs as one array, a name for each example, and notes (resized images)."""
     arrays, names, resized = [], [], []
@@ -212,16 +230,17 @@ def predict(run_dir: Path, inputs: list[Path], *, best: bool = False, batch_size
     loaded = load_config(runs.run_file(run_dir, runs.CONFIG_FILE))
     model_file = runs.run_file(run_dir, BEST_FILE if best else runs.MODEL_FILE)
     dataset = json.loads(runs.run_file(run_dir, runs.DATASET_FILE).read_text())
+    model = training.load_model(model_file, loaded)
     if dataset.get("features"):  # named raw inputs (table columns): read the rows by header
-        model = training.load_model(model_file, loaded)
         named, names = read_named(inputs, {t.name: t.dtype for t in model.inputs})
         import tensorflow as tf
 
         x, notes = {name: tf.constant(array) for name, array in named.items()}, []
+    elif len(model.inputs) == 1 and model.inputs[0].dtype == "string":  # the model vectorizes raw text
+        x, names, notes = read_texts(inputs), [path.name for path in inputs], []
     else:
         shape = tuple(int(d) for d in dataset["input_shape"])
         x, names, notes = read_inputs(inputs, shape)
-        model = training.load_model(model_file, loaded)
     outputs = model.predict(x, batch_size=batch_size, verbose=0)
     probabilities, more = class_probabilities(outputs, dataset.get("num_classes"))
     if isinstance(outputs, dict):

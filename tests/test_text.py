@@ -260,6 +260,14 @@ def test_a_model_learns_words_and_its_saved_model_takes_raw_text(reviews: Path, 
     model = keras.saving.load_model(run / "model.keras", safe_mode=True)
     texts = np.array(["a superb and lovely film", "dull, boring, awful"], dtype=object)
     assert model.predict(texts, verbose=0).argmax(axis=1).tolist() == [1, 0]
+    # `dltrain predict` takes .txt files, one text each.
+    (tmp_path / "good.txt").write_text("a superb and lovely film")
+    (tmp_path / "bad.txt").write_text("dull, boring, awful")
+    predicted = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / "good.txt"), str(tmp_path / "bad.txt"),
+                                         "--out", str(tmp_path / "p.csv")])
+    assert predicted.exit_code == 0, predicted.output
+    rows = (tmp_path / "p.csv").read_text().strip().splitlines()
+    assert [row.split(",")[:2] for row in rows[1:]] == [["good.txt", "pos"], ["bad.txt", "neg"]]
 
 
 def test_cache_file_is_named_after_the_texts_not_their_addresses(tmp_path: Path):
