@@ -285,3 +285,16 @@ def test_regression_arrays_train_with_keras_short_loss_names(tmp_path: Path):
     run = run_folder(result.stdout)
     assert json.loads((run / "dataset.json").read_text())["task"] == "regression"
     assert set(json.loads((run / "metrics.json").read_text())["test"]) == {"loss", "mean_absolute_error"}
+
+
+def test_shipped_npz_config_trains_one_epoch(tmp_path: Path):
+    from conftest import CONFIGS
+
+    x, y = learnable(120, (5,), 4)
+    np.savez(tmp_path / "arrays.npz", x_train=x[:100], y_train=y[:100], x_test=x[100:], y_test=y[100:])
+    result = invoke("train", CONFIGS / "npz_arrays.yaml", "--set", f"dataset.path={tmp_path / 'arrays.npz'}",
+                    "--set", "training.epochs=1", "--set", "training.tensorboard=false",
+                    "--output-dir", tmp_path / "out", "--no-progress")
+    assert result.exit_code == 0, result.output
+    facts = json.loads((run_folder(result.stdout) / "dataset.json").read_text())
+    assert facts["num_classes"] == 4 and facts["sizes"] == {"train": 90, "validation": 10, "test": 20}

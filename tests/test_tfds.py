@@ -176,3 +176,18 @@ def test_train_and_evaluate_a_tfds_dataset(tmp_path: Path, write_config):
     # mock_data draws the same examples again: evaluate scores the saved model on the same test split.
     saved = json.loads((run / "metrics.json").read_text())["test"]
     assert json.loads(evaluated.stdout)["loss"] == pytest.approx(saved["loss"], rel=1e-5)
+
+
+def test_shipped_tf_flowers_config_trains_on_mock_data(tmp_path: Path):
+    from conftest import CONFIGS
+
+    with tfds.testing.mock_data(num_examples=24):
+        result = CliRunner().invoke(app, [
+            "train", str(CONFIGS / "tfds_tf_flowers.yaml"), "--output-dir", str(tmp_path / "out"), "--no-progress",
+            "--set", f"dataset.data_dir={tmp_path}", "--set", "dataset.image_size=[16,16]",
+            "--set", "training.epochs=1", "--set", "training.tensorboard=false"])
+    assert result.exit_code == 0, result.output
+    run = Path(re.search(r"^run folder: (.+)$", result.stdout, re.M).group(1))
+    described = json.loads((run / "dataset.json").read_text())
+    assert described["input_shape"] == [16, 16, 3] and described["num_classes"] == 5
+    assert described["class_names"] == ["dandelion", "daisy", "tulips", "sunflowers", "roses"]
