@@ -223,6 +223,8 @@ def _prepare(loaded: LoadedConfig) -> Prepared:
     keras.backend.clear_session()  # fresh layer names and graph state, then the seed
     keras.utils.set_random_seed(config.seed)
     splits = data.load(config.dataset, config.seed)
+    if config.training.cache is True:
+        data.check_memory_cache(splits.train, [splits.val, splits.test])
     with dtype_policy(config.training.mixed_precision):  # layers take the policy when they are built
         model = build_model(loaded, splits.info.input_shape, splits.preprocessing,
                             data.in_memory(splits.train) if splits.preprocessing else None)

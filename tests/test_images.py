@@ -377,3 +377,19 @@ def test_streamed_folder_resumes_bit_identically(tmp_path: Path, cache: str):
     assert resumed.exit_code == 0, resumed.output
     a, b = (keras.saving.load_model(run_dir(r) / "model.keras").get_weights() for r in (full, half))
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_a_memory_cache_that_cannot_fit_is_refused_before_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from dltrain.data import pipeline
+
+    root = make_folder(tmp_path / "pets", per_class=12, size=(10, 12))
+    # 24 training images of 8x8x3 bytes, held three times, plus 3 validation and 9 test images: 16,128 bytes.
+    monkeypatch.setattr(pipeline, "memory_available", lambda: 16_127)
+    result = train(tmp_path, FOLDER.format(path=root, split="test_split: 0.25", cache="true"))
+    assert result.exit_code == 1
+    assert result.stderr == ("error: training.cache: caching the decoded images in memory (cache: true) needs about "
+                             "16.1 KB, more than the 16.1 KB available (set training.cache: false (decode every epoch; "
+                             "memory stays bounded) or a file path (decode once, to disk))\n")
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setattr(pipeline, "memory_available", lambda: 16_128)
+    assert train(tmp_path, FOLDER.format(path=root, split="test_split: 0.25", cache="true")).exit_code == 0

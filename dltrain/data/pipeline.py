@@ -26,6 +26,42 @@ def decoded(split: FileSplit, paths: Any, labels: Any) -> Any:
     return ds.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
+def memory_available() -> int | None:
+    """Bytes of memory the system can still give (MemAvailable), or None where /proc/meminfo is absent."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} bytes"
+
+
+def check_memory_cache(train: AnySplit, others: list[AnySplit | None]) -> None:
+    """`training.cache: true` decodes streamed files into memory: refuse before training when they cannot fit.
+
+    The training split is held three times while training (the decoded array, its tensor, and each epoch's
+    shuffled copy); validation and test batches once.
+    """
+    streamed = [s for s in (train, *others) if isinstance(s, FileSplit)]
+    if not streamed:
+        return
+    need = sum(s.nbytes * (3 if s is train else 1) for s in streamed)
+    available = memory_available()
+    if available is not None and need > available:
+        raise DataError(f"caching the decoded images in memory (cache: true) needs about {_size(need)}, "
+                        f"more than the {_size(available)} available", key="training.cache",
+                        hint="set training.cache: false (decode every epoch; memory stays bounded) or a file "
+                             "path (decode once, to disk)")
+
+
 def in_memory(split: AnySplit, batch_size: int = 256) -> Split:
     """The split as arrays in memory: a streamed split is read and decoded once (its cache in memory)."""
     if isinstance(split, Split):

@@ -79,6 +79,11 @@ class FileSplit:
     def __len__(self) -> int:
         return len(self.y)
 
+    @property
+    def nbytes(self) -> int:
+        """The bytes of all its examples once decoded (what a memory cache holds)."""
+        return len(self) * int(np.prod(self.element_shape)) * np.dtype(self.dtype).itemsize
+
     def take(self, index: Any) -> FileSplit:
         """The examples at `index` (an index array or a slice)."""
         return FileSplit(self.paths[index], self.y[index], self.read, self.element_shape, self.dtype)
