@@ -15,7 +15,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationE
                       model_validator)
 from pydantic_core import PydanticCustomError
 
-from dltrain.errors import ConfigError, Location
+from dltrain.errors import ConfigError, DataError, Location
 from dltrain.references import DATA_FACTS, Resolver, parse_ref
 from dltrain.yamlsource import Path_, SourceMap, dotted, parse_yaml, read_yaml
 
@@ -716,7 +716,12 @@ class _DatasetFacts:
                 raise _to_config_error(error, self.source, self.path, ("dataset",)) from None
             from dltrain import data  # numpy only; data.py itself imports this module
 
-            self.info = data.describe(dataset)
+            try:
+                self.info = data.describe(dataset)
+            except DataError as error:  # point at the dataset key it names, as a config error would
+                if error.where is None and error.key:
+                    error.where = self.source.locate(tuple(error.key.split(".")))
+                raise
         value = getattr(self.info, str(target[1]))
         if value is None:
             raise ConfigError(f"dataset '{self.info.name}' does not know its {target[1]}",

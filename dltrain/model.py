@@ -103,10 +103,12 @@ def check(loaded: LoadedConfig) -> keras.Model:
     from dltrain import data
     from dltrain.training import build_callbacks, compile_model
 
-    from dltrain.training import build_augmentation
+    from dltrain.training import build_augmentation, located
 
     keras.backend.clear_session()  # fresh layer-name counters: messages and summaries do not drift
-    model = build_model(loaded, data.describe(loaded.config.dataset).input_shape)
+    with located(loaded):
+        shape = data.describe(loaded.config.dataset).input_shape
+    model = build_model(loaded, shape)
     compile_model(model, loaded)
     build_callbacks(loaded)  # resolved only to check names and arguments
     build_augmentation(loaded)

@@ -21,7 +21,7 @@ from dltrain import checkpoint, data, registry, report, runs, threads, tracking
 from dltrain.checkpoint import Checkpoint, EpochRecorder, NonFiniteWeights
 from dltrain.config import LoadedConfig, load_config
 from dltrain.epochs import EpochRandomness
-from dltrain.errors import DltrainError, ModelBuildError, RunDiverged, RunError, RunInterrupted, first_line
+from dltrain.errors import DataError, DltrainError, ModelBuildError, RunDiverged, RunError, RunInterrupted, first_line
 from dltrain.guard import Guard, NonFiniteLoss, StopRequested
 from dltrain.model import build_model
 from dltrain.progress import RichProgress
@@ -96,6 +96,17 @@ def dtype_policy(name: str | bool) -> Iterator[None]:
         yield
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+@contextmanager
+def located(loaded: LoadedConfig) -> Iterator[None]:
+    """Data errors name a config key (dataset.path, dataset.label, ...): point them at the line it is on."""
+    try:
+        yield
+    except DataError as error:
+        if error.where is None and error.key:
+            error.where = loaded.locate(tuple(error.key.split(".")))
+        raise
 
 
 def _cache(cache: bool | str, name: str, split: data.AnySplit, batch_size: int) -> bool | str:
@@ -219,12 +230,15 @@ def _prepare(loaded: LoadedConfig) -> Prepared:
     """Seed, load the data, build and compile the model, and check the loss on two examples."""
     config = loaded.config
     tracking.check_installed(loaded)
-    threads.apply(loaded, data.describe(config.dataset).input_shape, TrainingError)  # before TF runs anything
+    with located(loaded):
+        shape = data.describe(config.dataset).input_shape
+    threads.apply(loaded, shape, TrainingError)  # before TF runs anything
     keras.backend.clear_session()  # fresh layer names and graph state, then the seed
     keras.utils.set_random_seed(config.seed)
-    splits = data.load(config.dataset, config.seed)
-    if config.training.cache is True:
-        data.check_memory_cache(splits.train, [splits.val, splits.test])
+    with located(loaded):
+        splits = data.load(config.dataset, config.seed)
+        if config.training.cache is True:
+            data.check_memory_cache(splits.train, [splits.val, splits.test])
     with dtype_policy(config.training.mixed_precision):  # layers take the policy when they are built
         model = build_model(loaded, splits.info.input_shape, splits.preprocessing,
                             data.in_memory(splits.train) if splits.preprocessing else None)
@@ -484,8 +498,10 @@ def evaluate(run_dir: Path | None = None, *, model_path: Path | None = None,
     if model_path is None or config_path is None:
         raise DltrainError("give a run folder, or both --model and --config")
     loaded = load_config(config_path)
-    threads.apply(loaded, data.describe(loaded.config.dataset).input_shape, TrainingError)
-    splits = data.load(loaded.config.dataset, loaded.config.seed)
+    with located(loaded):
+        shape = data.describe(loaded.config.dataset).input_shape
+        splits = data.load(loaded.config.dataset, loaded.config.seed)
+    threads.apply(loaded, shape, TrainingError)
     model = load_model(model_path, loaded)
     test_ds = for_model(model, data.to_dataset(splits.test, loaded.config.training.batch_size))
     return {k: float(v) for k, v in model.evaluate(test_ds, return_dict=True, verbose=0).items()}

@@ -387,7 +387,7 @@ def test_a_memory_cache_that_cannot_fit_is_refused_before_training(tmp_path: Pat
     monkeypatch.setattr(pipeline, "memory_available", lambda: 16_127)
     result = train(tmp_path, FOLDER.format(path=root, split="test_split: 0.25", cache="true"))
     assert result.exit_code == 1
-    assert result.stderr == ("error: training.cache: caching the decoded images in memory (cache: true) needs about "
+    assert result.stderr == (f"error: {tmp_path / 'pets.yaml'}:20:3: training.cache: caching the decoded images in memory (cache: true) needs about "
                              "16.1 KB, more than the 16.1 KB available (set training.cache: false (decode every epoch; "
                              "memory stays bounded) or a file path (decode once, to disk))\n")
     assert not (tmp_path / "out").exists()

@@ -298,3 +298,14 @@ def test_shipped_npz_config_trains_one_epoch(tmp_path: Path):
     assert result.exit_code == 0, result.output
     facts = json.loads((run_folder(result.stdout) / "dataset.json").read_text())
     assert facts["num_classes"] == 4 and facts["sizes"] == {"train": 90, "validation": 10, "test": 20}
+
+
+def test_data_errors_point_at_the_config_line_of_their_key(tmp_path: Path):
+    config = tmp_path / "c.yaml"
+    config.write_text(NPZ.format(path=tmp_path / "nowhere.npz"))
+    for command in ("train", "check"):
+        result = invoke(command, config, *(["--output-dir", tmp_path / "out", "--no-progress"] if command == "train"
+                                           else []))
+        assert result.exit_code == 1
+        assert result.stderr == (f"error: {config}:4:3: dataset.path: dataset path '{tmp_path / 'nowhere.npz'}' not "
+                                 "found (check the path; a relative path is read from the working folder)\n")
