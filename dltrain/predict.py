@@ -74,12 +74,13 @@ def read_image(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, bool]:
     """An image file as one example of `shape` (grayscale or RGB, resized if needed); and whether it was resized."""
     from PIL import Image, UnidentifiedImageError
 
-    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[-1] not in (1, 3)):
+    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[-1] not in (1, 3, 4)):
         raise DataError(f"{path}: the model takes inputs of shape {shape}, not images",
                         hint="give a CSV or an .npz file instead")
+    mode = {3: "RGB", 4: "RGBA"}.get(shape[-1], "L") if len(shape) == 3 else "L"
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB" if len(shape) == 3 and shape[-1] == 3 else "L")
+            image = image.convert(mode)
             resized = image.size != (shape[1], shape[0])
             if resized:
                 image = image.resize((shape[1], shape[0]), Image.Resampling.BILINEAR)

@@ -393,3 +393,28 @@ def test_a_memory_cache_that_cannot_fit_is_refused_before_training(tmp_path: Pat
     assert not (tmp_path / "out").exists()
     monkeypatch.setattr(pipeline, "memory_available", lambda: 16_128)
     assert train(tmp_path, FOLDER.format(path=root, split="test_split: 0.25", cache="true")).exit_code == 0
+
+
+def test_predict_on_image_files_matches_the_training_decoder(tmp_path: Path):
+    """`dltrain predict` reads image files with Pillow; the numbers it gives match the model on the
+    tf.data decoder's pixels (same size here, so no resize differences), in RGBA too."""
+    import csv
+
+    import keras
+
+    root = make_folder(tmp_path / "pets", per_class=8, size=(8, 8))
+    text = FOLDER.format(path=root, split="test_split: 0.25", cache="false").replace(
+        "  image_size: [8, 8]\n", "  image_size: [8, 8]\n  color_mode: rgba\n")
+    result = train(tmp_path, text)
+    assert result.exit_code == 0, result.output
+    run = run_dir(result)
+    files = [root / "cat" / "00.png", root / "emu" / "01.png"]
+    predicted = CliRunner().invoke(app, ["predict", str(run), *map(str, files), "--out", str(tmp_path / "p.csv")])
+    assert predicted.exit_code == 0, predicted.output
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    split = images.read(config(root, color_mode="rgba", image_size=[8, 8]), 0).train
+    pixels = data.examples(split, [int(np.flatnonzero(split.paths == str(f))[0]) for f in files]).x
+    assert pixels.shape == (2, 8, 8, 4)
+    expected = keras.saving.load_model(run / "model.keras").predict(pixels, verbose=0)
+    got = np.array([[float(row[name]) for name in CLASSES] for row in rows])
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
