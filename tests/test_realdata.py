@@ -45,3 +45,35 @@ def test_fashion_mnist_subset_trains_evaluates_and_exports(tmp_path: Path):
     exported = runner.invoke(app, ["save", str(run), "--format", "savedmodel"])
     assert exported.exit_code == 0, exported.output
     assert (run / "export" / "savedmodel" / "saved_model.pb").is_file()
+
+
+def test_fashion_mnist_written_as_png_folders_trains_through_the_streamed_pipeline(tmp_path: Path):
+    """Real images through the image-folder source: PNG files in class folders, decoded by tf.data."""
+    import numpy as np
+    from PIL import Image
+
+    from dltrain.data.builtins import read_idx
+
+    names = ["tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
+    x = read_idx(DEBIAN / "train-images-idx3-ubyte.gz")[:3000]
+    y = read_idx(DEBIAN / "train-labels-idx1-ubyte.gz")[:3000]
+    for part, rows in (("train", range(0, 2400)), ("test", range(2400, 3000))):
+        for i in rows:
+            folder = tmp_path / part / names[y[i]]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(x[i]).save(folder / f"{i:05d}.png")
+    result = CliRunner().invoke(app, [
+        "train", str(CONFIGS / "images_folder.yaml"), "--output-dir", str(tmp_path / "out"), "--no-progress",
+        "--set", f"dataset.path={tmp_path / 'train'}", "--set", f"dataset.test={{path: {tmp_path / 'test'}}}",
+        "--set", "dataset.test_split=null", "--set", "dataset.image_size=[28,28]",
+        "--set", "dataset.color_mode=grayscale", "--set", "dataset.crop_to_aspect_ratio=false",
+        "--set", "training.epochs=6", "--set", "training.cache=false", "--set", "training.tensorboard=false"])
+    assert result.exit_code == 0, result.output
+    run = Path(re.search(r"^run folder: (.+)$", result.stdout.strip(), re.M).group(1))
+    dataset = json.loads((run / "dataset.json").read_text())
+    assert dataset["sizes"] == {"train": 2160, "validation": 240, "test": 600}
+    assert dataset["input_shape"] == [28, 28, 1] and dataset["class_names"] == sorted(names)
+    # 2,160 real images, 6 epochs of the example CNN with augmentation (0.627 measured, seed 42): far above the
+    # 0.10 of chance.
+    assert json.loads((run / "metrics.json").read_text())["test"]["accuracy"] > 0.55
+    assert np.isfinite(json.loads((run / "metrics.json").read_text())["test"]["loss"])
