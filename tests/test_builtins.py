@@ -375,3 +375,22 @@ training:
     assert facts["sizes"] == {"train": 30, "validation": 10, "test": 8}
     assert facts["input_shape"] == [32, 32, 3] and facts["class_names"][-1] == "truck"
 
+
+
+@pytest.mark.parametrize("config, write, facts", [
+    ("imdb.yaml", write_imdb, {"input_shape": [200], "num_classes": 2, "task": "classification"}),
+    ("california_housing.yaml", write_housing, {"input_shape": [8], "num_classes": None, "task": "regression"}),
+])
+def test_shipped_builtin_configs_train_one_epoch_on_files_in_keras_formats(data_root: Path, tmp_path: Path,
+                                                                           config: str, write, facts: dict):
+    from dltrain.cli import app
+
+    write(data_root / config.removesuffix(".yaml"))
+    result = CliRunner().invoke(app, ["train", str(CONFIGS / config), "--output-dir", str(tmp_path / "outputs"),
+                                      "--no-progress", "--set", "training.epochs=1",
+                                      "--set", "training.tensorboard=false"])
+    assert result.exit_code == 0, result.output
+    run = Path(re.search(r"^run folder: (.+)$", result.stdout, re.M).group(1))
+    described = json.loads((run / "dataset.json").read_text())
+    assert {key: described[key] for key in facts} == facts
+    assert np.isfinite(json.loads((run / "metrics.json").read_text())["test"]["loss"])
