@@ -41,13 +41,25 @@ class _Arrays:
             raise DataError(f"cannot read array '{name}' of {self.path}: {error}", key="dataset.path",
                             hint="store numbers or fixed-width strings, not Python objects") from None
 
-    def pick(self, name: str, key: str) -> tuple[np.ndarray, np.ndarray | None]:
-        """(train, test) for `name`: `name_train` and `name_test` if present, else `name` and no test."""
+    def shape(self, name: str) -> tuple[int, ...]:
+        """The shape of array `name`, read from its header (an .npz member is not decompressed)."""
+        if self.folder:
+            return self[name].shape  # memory-mapped: nothing is read
+        with self.npz.zip.open(f"{name}.npy") as handle:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                return np.lib.format.read_array_header_1_0(handle)[0]
+            if version == (2, 0):
+                return np.lib.format.read_array_header_2_0(handle)[0]
+        return self[name].shape  # a newer header version: read the array
+
+    def parts(self, name: str, key: str) -> tuple[str, str | None]:
+        """The arrays holding `name`'s train and test parts: `name_train` and `name_test` if present, else
+        `name` and no test."""
         if f"{name}_train" in self.names:
-            test = self[f"{name}_test"] if f"{name}_test" in self.names else None
-            return self[f"{name}_train"], test
+            return f"{name}_train", f"{name}_test" if f"{name}_test" in self.names else None
         if name in self.names:
-            return self[name], None
+            return name, None
         listed = ", ".join(self.names) or "none"
         hint = did_you_mean(name, self.names) or f"the arrays are: {listed}"
         raise DataError(f"{self.path} has no array '{name}' (nor '{name}_train')", key=f"dataset.{key}", hint=hint)
@@ -87,35 +99,38 @@ def _labels(config: DatasetConfig, y_train: np.ndarray, y_test: np.ndarray | Non
     return encode(y_train), None if y_test is None else encode(y_test), len(names), names
 
 
-def _read(config: DatasetConfig) -> tuple[Source, list[str]]:
-    arrays = _Arrays(config)
-    names = _feature_names(config)
-    picked = {name: arrays.pick(name, "features") for name in names}
-    y_train, y_test = arrays.pick(config.label or "y", "label")
-    has_test = [test is not None for _, test in picked.values()] + [y_test is not None]
-    if any(has_test) and not all(has_test):
-        raise DataError(f"{arrays.path} has test arrays for some of {', '.join([*names, config.label or 'y'])} "
-                        "but not all", key="dataset.features", hint="give every array a _test part, or none")
-    y_train, y_test, classes, class_names = _labels(config, np.asarray(y_train), None if y_test is None
-                                                    else np.asarray(y_test))
+class _Layout:
+    """Which arrays hold the features and the labels, and the labels as the model takes them."""
 
-    def features(part: int) -> np.ndarray | dict[str, np.ndarray]:
-        found = {name: np.asarray(pair[part]) for name, pair in picked.items()}
-        return found[names[0]] if len(names) == 1 else found
+    def __init__(self, config: DatasetConfig) -> None:
+        self.arrays = _Arrays(config)
+        self.names = _feature_names(config)
+        self.features = {name: self.arrays.parts(name, "features") for name in self.names}
+        label = config.label or "y"
+        y_train, y_test = self.arrays.parts(label, "label")
+        has_test = [test is not None for _, test in self.features.values()] + [y_test is not None]
+        if any(has_test) and not all(has_test):
+            raise DataError(f"{self.arrays.path} has test arrays for some of {', '.join([*self.names, label])} "
+                            "but not all", key="dataset.features", hint="give every array a _test part, or none")
+        self.y_train, self.y_test, classes, class_names = _labels(
+            config, np.asarray(self.arrays[y_train]), None if y_test is None else np.asarray(self.arrays[y_test]))
+        first = self.features[self.names[0]][0]
+        self.info = DatasetInfo(self.arrays.path.stem, tuple(self.arrays.shape(first)[1:]), classes, class_names,
+                                features=self.names if len(self.names) > 1 else None)
 
-    train = Split(features(0), y_train)
-    test = Split(features(1), y_test) if y_test is not None else None
-    first = picked[names[0]][0]
-    info = DatasetInfo(arrays.path.stem, tuple(first.shape[1:]), classes, class_names,
-                       features=names if len(names) > 1 else None)
-    return Source(train, test, info), names
+    def x(self, part: int) -> np.ndarray | dict[str, np.ndarray]:
+        """The train (0) or test (1) features: one array, or named arrays."""
+        found = {name: np.asarray(self.arrays[pair[part]]) for name, pair in self.features.items()}
+        return found[self.names[0]] if len(self.names) == 1 else found
 
 
 def describe(config: DatasetConfig) -> DatasetInfo:
-    """The feature shape, class count and names, read off the arrays."""
-    return _read(config)[0].info
+    """The feature shape (from the array header), class count and names (from the labels)."""
+    return _Layout(config).info
 
 
 def read(config: DatasetConfig, seed: int) -> Source:
     """All the arrays, in memory."""
-    return _read(config)[0]
+    layout = _Layout(config)
+    test = Split(layout.x(1), layout.y_test) if layout.y_test is not None else None
+    return Source(Split(layout.x(0), layout.y_train), test, layout.info)
