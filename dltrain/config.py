@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import copy
 import difflib
+from contextlib import AbstractContextManager, contextmanager
 import os
 import re
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Iterator, Literal
 
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
@@ -449,6 +450,17 @@ class Config(Section):
         return name
 
 
+@contextmanager
+def data_errors_located(source: SourceMap) -> Iterator[None]:
+    """Data errors name a config key (dataset.path, dataset.label, ...): point them at the line it is on."""
+    try:
+        yield
+    except DataError as error:
+        if error.where is None and error.key:
+            error.where = source.locate(tuple(error.key.split(".")))
+        raise
+
+
 @dataclass
 class LoadedConfig:
     """A validated config with the data it came from and where each key was written."""
@@ -468,6 +480,10 @@ class LoadedConfig:
     def locate(self, path: Path_) -> Location | None:
         """Where the key `path` (or its nearest parent) was written."""
         return self.source.locate(path)
+
+    def located(self) -> AbstractContextManager[None]:
+        """A context in which data errors point at the config line of the key they name."""
+        return data_errors_located(self.source)
 
     def error(self, cls: type[ConfigError], path: Path_, message: str, hint: str | None = None) -> ConfigError:
         """An error of type `cls` pointing at the key `path`."""
@@ -716,12 +732,8 @@ class _DatasetFacts:
                 raise _to_config_error(error, self.source, self.path, ("dataset",)) from None
             from dltrain import data  # numpy only; data.py itself imports this module
 
-            try:
+            with data_errors_located(self.source):  # as a config error would
                 self.info = data.describe(dataset)
-            except DataError as error:  # point at the dataset key it names, as a config error would
-                if error.where is None and error.key:
-                    error.where = self.source.locate(tuple(error.key.split(".")))
-                raise
         value = getattr(self.info, str(target[1]))
         if value is None:
             raise ConfigError(f"dataset '{self.info.name}' does not know its {target[1]}",

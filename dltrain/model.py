@@ -101,12 +101,10 @@ def layer_rows(model: keras.Model) -> list[tuple[str, str, str, int]]:
 def check(loaded: LoadedConfig) -> keras.Model:
     """Build (but do not train) the configured model, with its optimizer, loss and metrics resolved."""
     from dltrain import data
-    from dltrain.training import build_callbacks, compile_model
-
-    from dltrain.training import build_augmentation, located
+    from dltrain.training import build_augmentation, build_callbacks, compile_model
 
     keras.backend.clear_session()  # fresh layer-name counters: messages and summaries do not drift
-    with located(loaded):
+    with loaded.located():
         shape = data.describe(loaded.config.dataset).input_shape
     model = build_model(loaded, shape)
     compile_model(model, loaded)

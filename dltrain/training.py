@@ -21,7 +21,7 @@ from dltrain import checkpoint, data, registry, report, runs, threads, tracking
 from dltrain.checkpoint import Checkpoint, EpochRecorder, NonFiniteWeights
 from dltrain.config import LoadedConfig, load_config
 from dltrain.epochs import EpochRandomness
-from dltrain.errors import DataError, DltrainError, ModelBuildError, RunDiverged, RunError, RunInterrupted, first_line
+from dltrain.errors import DltrainError, ModelBuildError, RunDiverged, RunError, RunInterrupted, first_line
 from dltrain.guard import Guard, NonFiniteLoss, StopRequested
 from dltrain.model import build_model
 from dltrain.progress import RichProgress
@@ -96,17 +96,6 @@ def dtype_policy(name: str | bool) -> Iterator[None]:
         yield
     finally:
         keras.config.set_dtype_policy(previous)
-
-
-@contextmanager
-def located(loaded: LoadedConfig) -> Iterator[None]:
-    """Data errors name a config key (dataset.path, dataset.label, ...): point them at the line it is on."""
-    try:
-        yield
-    except DataError as error:
-        if error.where is None and error.key:
-            error.where = loaded.locate(tuple(error.key.split(".")))
-        raise
 
 
 def _cache(cache: bool | str, name: str, split: data.AnySplit, batch_size: int) -> bool | str:
@@ -230,12 +219,12 @@ def _prepare(loaded: LoadedConfig) -> Prepared:
     """Seed, load the data, build and compile the model, and check the loss on two examples."""
     config = loaded.config
     tracking.check_installed(loaded)
-    with located(loaded):
+    with loaded.located():
         shape = data.describe(config.dataset).input_shape
     threads.apply(loaded, shape, TrainingError)  # before TF runs anything
     keras.backend.clear_session()  # fresh layer names and graph state, then the seed
     keras.utils.set_random_seed(config.seed)
-    with located(loaded):
+    with loaded.located():
         splits = data.load(config.dataset, config.seed)
         if config.training.cache is True:
             data.check_memory_cache(splits.train, [splits.val, splits.test])
@@ -498,7 +487,7 @@ def evaluate(run_dir: Path | None = None, *, model_path: Path | None = None,
     if model_path is None or config_path is None:
         raise DltrainError("give a run folder, or both --model and --config")
     loaded = load_config(config_path)
-    with located(loaded):
+    with loaded.located():
         shape = data.describe(loaded.config.dataset).input_shape
         splits = data.load(loaded.config.dataset, loaded.config.seed)
     threads.apply(loaded, shape, TrainingError)
