@@ -87,9 +87,7 @@ class EpochRandomness(keras.callbacks.Callback):
             return batches
 
         full = count // batch_size * batch_size
-        return (tf.data.Dataset.range(1).flat_map(order)
-                .apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
-                .prefetch(tf.data.AUTOTUNE))
+        return _each_epoch(order, count, batch_size)
 
     def _order(self, count: int, spread: float | None = None) -> Any:
         """Epoch k's order of `count` examples: a permutation drawn from (seed, k); with `spread`, each
@@ -108,8 +106,9 @@ class EpochRandomness(keras.callbacks.Callback):
         epoch then reshuffles them through a buffer of `buffer` examples seeded from (seed, epoch).
         """
         count = len(split)
-        paths, labels = tf.constant(split.paths), tf.constant(split.y)
         if cache is None:
+            paths, labels = tf.constant(split.paths), tf.constant(split.y)
+
             def epoch(_: Any) -> Any:
                 index = self._order(count)
                 return decoded(split, tf.gather(paths, index), tf.gather(labels, index)).batch(batch_size)
@@ -122,6 +121,12 @@ class EpochRandomness(keras.callbacks.Callback):
                 return stored.shuffle(min(buffer or FILE_CACHE_BUFFER, count), seed=seed + self.epoch * 7919,
                                       reshuffle_each_iteration=False).batch(batch_size)
 
-        return (tf.data.Dataset.range(1).flat_map(epoch)
-                .apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
-                .prefetch(tf.data.AUTOTUNE))
+        return _each_epoch(epoch, count, batch_size)
+
+
+def _each_epoch(batches: Any, count: int, batch_size: int) -> Any:
+    """A dataset that calls `batches` anew on each pass over it (each epoch, after on_epoch_begin has set
+    the epoch), with the batch count Keras needs for its progress and steps_per_execution."""
+    return (tf.data.Dataset.range(1).flat_map(batches)
+            .apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
+            .prefetch(tf.data.AUTOTUNE))

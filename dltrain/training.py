@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import shutil
 import signal
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path

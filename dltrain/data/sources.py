@@ -9,7 +9,7 @@ from types import ModuleType
 import numpy as np
 
 from dltrain.config import BUILTIN_NAMES, FORMATS, DatasetConfig, SourceConfig
-from dltrain.data.types import AnySplit, DatasetInfo, FileSplit, Source, Split, Splits, feature_count
+from dltrain.data.types import AnySplit, DatasetInfo, FileSplit, Split, Splits, feature_count
 from dltrain.errors import DataError
 
 # Each module has `describe(config) -> DatasetInfo` (cheap: no full read) and `read(config, seed) -> Source`.
