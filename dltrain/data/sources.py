@@ -26,15 +26,14 @@ _MODULES = {
 
 def source_module(config: DatasetConfig) -> ModuleType:
     """The module that reads this dataset; a missing path or an unknown format is an error here."""
-    if config.path is not None:
-        path = Path(config.path)
-        if not path.exists():
-            raise DataError(f"dataset path '{config.path}' not found", key="dataset.path",
-                            hint="check the path; a relative path is read from the working folder")
-        if not config.kind:
-            raise DataError(f"cannot tell the format of '{config.path}'", key="dataset.path",
-                            hint=f"add 'format:' under 'dataset', one of: {', '.join(FORMATS)}")
-    return importlib.import_module(f"dltrain.data.{_MODULES[config.kind]}")
+    if config.path is not None and not Path(config.path).exists():
+        raise DataError(f"dataset path '{config.path}' not found", key="dataset.path",
+                        hint="check the path; a relative path is read from the working folder")
+    kind = config.kind  # a folder's format is read off its files: once
+    if not kind:
+        raise DataError(f"cannot tell the format of '{config.path}'", key="dataset.path",
+                        hint=f"add 'format:' under 'dataset', one of: {', '.join(FORMATS)}")
+    return importlib.import_module(f"dltrain.data.{_MODULES[kind]}")
 
 
 def describe(config: DatasetConfig) -> DatasetInfo:
@@ -102,16 +101,17 @@ def load(config: DatasetConfig, seed: int) -> Splits:
     """Read a dataset and split it: test and validation examples are carved deterministically from `seed`
     (`test_split`, `validation_split`), or read from explicit `test:` and `validation:` sources."""
     source = source_module(config).read(config, seed)
+    kind = config.kind
     info, train, test = source.info, source.train, source.test
     for which, split in (("train", train), ("test", test)):
         if split is not None:
             _check_lengths(split, which)
-    if config.train_size is not None and config.kind != "synthetic":
+    if config.train_size is not None and kind != "synthetic":
         keep = np.sort(np.random.default_rng(seed).permutation(len(train))[: config.train_size])
         train = train.take(keep)
     if config.test is not None:
         test = _read_other(config, config.test, "test", seed, info)
-    elif config.test_split is not None and config.kind not in BUILTIN_NAMES:
+    elif config.test_split is not None and kind not in BUILTIN_NAMES:
         # (A built-in that takes test_split, california_housing and reuters, passed it to Keras's own split.)
         if test is not None:
             raise DataError(f"'{info.name}' has its own test split; test_split would carve another",
@@ -124,7 +124,7 @@ def load(config: DatasetConfig, seed: int) -> Splits:
         val = _read_other(config, config.validation, "validation", seed, info)
     else:
         train, val = _carve(train, config.validation_split, np.random.default_rng(seed))
-    if config.test_size is not None and config.kind != "synthetic":
+    if config.test_size is not None and kind != "synthetic":
         test = test.take(slice(0, config.test_size))
     if len(train) == 0:
         raise DataError("the training split is empty", key="dataset.validation_split",
