@@ -71,7 +71,8 @@ def _fit_shape(array: np.ndarray, shape: tuple[int, ...], source: str) -> np.nda
 
 
 def read_image(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, bool]:
-    """An image file as one example of `shape` (grayscale or RGB, resized if needed); and whether it was resized."""
+    """An image file as one example of `shape` (grayscale, RGB or RGBA, resized if needed); and whether it was
+    resized."""
     from PIL import Image, UnidentifiedImageError
 
     if len(shape) not in (2, 3) or (len(shape) == 3 and shape[-1] not in (1, 3, 4)):
