@@ -90,7 +90,8 @@ class Rows:
 def workload(name: str, config: Path, *, epochs: int | None, train_size: int | None,
              test_size: int | None, sets: list[str] = ()) -> Workload:
     """Read epochs, batch size and EarlyStopping patience from a dltrain config (no TensorFlow)."""
-    from dltrain.config import load_config, split_spec
+    from dltrain.config import split_spec
+    from dltrain.load import load_config
 
     training = load_config(config, list(sets)).config.training
     patience = None

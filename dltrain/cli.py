@@ -80,7 +80,7 @@ def train(
     force: bool = typer.Option(False, "--force", help="With --resume: accept a config that differs from the run's."),
 ) -> None:
     """Train the model a config describes, evaluate it, and save everything in a new run folder."""
-    from dltrain.config import load_config
+    from dltrain.load import load_config
 
     loaded = load_config(config, set_ or [])
     from dltrain import training
@@ -163,7 +163,7 @@ def check(
 ) -> None:
     """Validate a config and build its model without loading data or training; print the layers."""
     start = time.perf_counter()
-    from dltrain.config import load_config
+    from dltrain.load import load_config
 
     loaded = load_config(config, set_ or [])
     from dltrain.model import check as build_and_check, layer_rows
@@ -187,15 +187,15 @@ def config_(
 
     It checks the schema, references and layer graph without importing TensorFlow; `dltrain check` also
     checks Keras names and arguments and builds the model."""
-    from dltrain.config import load_config
+    from dltrain.load import load_config
 
     loaded = load_config(config, set_ or [])
     if not explain:
-        from dltrain.yamlsource import to_yaml
+        from dltrain.config.yamlsource import to_yaml
 
         out.print(to_yaml(loaded.resolved()), markup=False, highlight=False, soft_wrap=True, end="")
         return
-    from dltrain.explain import origins
+    from dltrain.config.explain import origins
 
     rows = [(f"{o.key}: {json.dumps(o.value)}", o.source) for o in origins(loaded)]
     width = max(len(text) for text, _ in rows)

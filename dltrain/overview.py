@@ -44,7 +44,7 @@ class RunSummary:
 
 def read_config(run_dir: Path) -> dict[str, Any] | None:
     """A run's config.yaml as plain data (read with dltrain's safe YAML reader), or None."""
-    from dltrain.yamlsource import read_yaml
+    from dltrain.config.yamlsource import read_yaml
 
     try:
         found, _ = read_yaml(run_dir / runs.CONFIG_FILE)
@@ -68,7 +68,7 @@ def summarize(info: runs.RunInfo) -> RunSummary:
 
 
 def _get(config: dict[str, Any] | None, key: str) -> tuple[bool, Any]:
-    from dltrain.references import get_path, parse_ref
+    from dltrain.config.references import get_path, parse_ref
 
     path = parse_ref(key)
     if path is None:

@@ -227,7 +227,7 @@ def predict(run_dir: Path, inputs: list[Path], *, best: bool = False, batch_size
     """Run a trained run's model (model.keras, or best.keras with `best`) on the given input files."""
     from dltrain import training
     from dltrain.best import BEST_FILE
-    from dltrain.config import load_config
+    from dltrain.load import load_config
 
     loaded = load_config(runs.run_file(run_dir, runs.CONFIG_FILE))
     model_file = runs.run_file(run_dir, BEST_FILE if best else runs.MODEL_FILE)

@@ -17,7 +17,7 @@ import keras  # noqa: E402
 from dltrain.config import LoadedConfig, did_you_mean, split_spec
 from dltrain.errors import ConfigError, first_line
 from dltrain.runs import PYTHONPATH_FILE
-from dltrain.yamlsource import Path_
+from dltrain.config.yamlsource import Path_
 
 _MODULES: dict[str, ModuleType] = {
     "layer": keras.layers,

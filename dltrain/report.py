@@ -150,7 +150,7 @@ def redraw(run_dir: Path, *, test_plots: bool = True) -> list[Path]:
     """`dltrain plot`: the curves from history.csv (also while training runs), then, for a run with a saved
     model that is not training, the test-split plots."""
     from dltrain import training
-    from dltrain.config import load_config
+    from dltrain.load import load_config
 
     runs.run_file(run_dir, runs.CONFIG_FILE)
     written = plots.draw_curves(run_dir)

@@ -18,7 +18,8 @@ import yaml
 
 from dltrain import checkpoint, data, registry, report, runs, threads, tracking
 from dltrain.checkpoint import Checkpoint, EpochRecorder, NonFiniteWeights
-from dltrain.config import LoadedConfig, load_config
+from dltrain.config import LoadedConfig
+from dltrain.load import load_config
 from dltrain.epochs import EpochRandomness
 from dltrain.errors import DltrainError, ModelBuildError, RunDiverged, RunError, RunInterrupted, first_line
 from dltrain.guard import Guard, NonFiniteLoss, StopRequested

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dltrain.cli import app
-from dltrain.config import load_config
+from dltrain.load import load_config
 from dltrain.errors import ConfigError
 
 BROKEN = Path(__file__).parent / "broken"
@@ -57,7 +57,7 @@ def test_config_errors_are_found_before_tensorflow_is_imported():
 import json, sys
 sys.path.insert(0, {str(BROKEN.parent)!r})
 from test_broken_corpus import CASES, _read_case
-from dltrain.config import load_config
+from dltrain.load import load_config
 from dltrain.errors import ConfigError
 found = {{}}
 for path in CASES:

@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from conftest import CONFIGS, SYNTHETIC
 from dltrain import data
-from dltrain.config import DatasetConfig, load_config
+from dltrain.config import DatasetConfig
+from dltrain.load import load_config
 from dltrain.data import builtins, keras_cache
 from dltrain.errors import ConfigError, DataError
 
@@ -96,7 +97,7 @@ def keras_module(name: str, monkeypatch: pytest.MonkeyPatch, file: Path):
 # --- facts, without reading ----------------------------------------------------------------------------
 
 def test_shipped_configs_resolve_dataset_facts_without_tensorflow():
-    code = ("import sys; from dltrain.config import load_config; "
+    code = ("import sys; from dltrain.load import load_config; "
             f"print([load_config(path).config.model.layers[-1] for path in "
             f"{[str(CONFIGS / 'cifar10.yaml'), str(CONFIGS / 'imdb.yaml')]!r}]); "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'")

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import CONFIGS, SYNTHETIC
-from dltrain.config import load_config, parse_key_path
+from dltrain.config import parse_key_path
+from dltrain.load import load_config
 from dltrain.errors import ConfigError
 
 
@@ -21,7 +22,7 @@ def error_of(path: Path, *overrides: str) -> str:
 
 def test_loading_a_config_never_imports_tensorflow():
     code = (
-        "import sys; from dltrain.config import load_config; "
+        "import sys; from dltrain.load import load_config; "
         f"load_config({str(CONFIGS / 'mnist.yaml')!r}); "
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'"
     )

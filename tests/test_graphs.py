@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from conftest import CONFIGS
 from dltrain.cli import app
-from dltrain.config import load_config
+from dltrain.load import load_config
 from dltrain.errors import ConfigError, DltrainError
 from dltrain.model import check
 from dltrain.schema import config_schema

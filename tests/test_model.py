@@ -10,7 +10,7 @@ import pytest
 
 from conftest import CONFIGS, SYNTHETIC
 from dltrain import registry
-from dltrain.config import load_config
+from dltrain.load import load_config
 from dltrain.errors import ConfigError, DltrainError, ModelBuildError
 from dltrain.model import check, layer_rows
 

@@ -243,7 +243,7 @@ def test_predict_images_csv_and_npz(image_run: Path, tmp_path: Path):
     assert rows[1:] == [[f"img{i}.png", *expected[i]] for i in range(3)] + [["big.png", *expected[3]]]
 
     from dltrain import data
-    from dltrain.config import load_config
+    from dltrain.load import load_config
 
     loaded = load_config(image_run / "config.yaml")
     test = data.load(loaded.config.dataset, loaded.config.seed).test
@@ -303,7 +303,7 @@ def test_resume_keeps_best_keras_tensorboard_and_plots_whole(tmp_path: Path, wri
     import keras
 
     from dltrain import data
-    from dltrain.config import load_config
+    from dltrain.load import load_config
 
     config = write_config(SYNTHETIC.replace("epochs: 2", "epochs: 4"))
     short = invoke("train", config, "--set", "training.epochs=2", "--output-dir", tmp_path / "out", "--no-progress")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from conftest import SYNTHETIC
-from dltrain.config import load_config
+from dltrain.load import load_config
 from dltrain.errors import ConfigError
-from dltrain.explain import origins
+from dltrain.config.explain import origins
 
 FASHION = """\
 seed: 1

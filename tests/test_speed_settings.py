@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from conftest import SYNTHETIC
 from dltrain.cli import app
-from dltrain.config import load_config
+from dltrain.load import load_config
 
 runner = CliRunner()
 
@@ -114,7 +114,7 @@ def run_fresh(code: str, *args: str) -> str:
 
 TRAIN_AND_PRINT_POOLS = (
     "import sys; from pathlib import Path; import tensorflow as tf\n"
-    "from dltrain.config import load_config; from dltrain.training import train\n"
+    "from dltrain.load import load_config; from dltrain.training import train\n"
     "train(load_config(sys.argv[1], sys.argv[3:]), Path(sys.argv[2]), progress=False)\n"
     "print(tf.config.threading.get_intra_op_parallelism_threads(),"
     " tf.config.threading.get_inter_op_parallelism_threads())\n"

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from conftest import CONFIGS
 from dltrain import data
 from dltrain.cli import app
-from dltrain.config import DatasetConfig, load_config
+from dltrain.config import DatasetConfig
+from dltrain.load import load_config
 from dltrain.errors import ConfigError, DataError
 
 WORDS = {"neg": ["awful", "boring", "dull"], "pos": ["great", "lovely", "superb"]}

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from dltrain.config import DatasetConfig
-from dltrain.data import keras_cache
+import dltrain.data.keras_cache as keras_cache
 from dltrain.data.keras_cache import Raw
 from dltrain.data.types import DatasetInfo, Source, Split
 from dltrain.errors import DataError, first_line

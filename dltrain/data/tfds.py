@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from dltrain.config import DatasetConfig, did_you_mean
-from dltrain.data import text
+import dltrain.data.text as text
 from dltrain.data.builtins import OFFLINE_ENV
 from dltrain.data.types import DatasetInfo, Source, Split
 from dltrain.errors import DataError, first_line

@@ -8,7 +8,7 @@ import re
 from typing import Any, Callable
 
 from dltrain.errors import ConfigError
-from dltrain.yamlsource import Path_, SourceMap, dotted
+from dltrain.config.yamlsource import Path_, SourceMap, dotted
 
 _REF = re.compile(r"\$(\$?)\{([^{}]*)\}")
 _KEY_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")

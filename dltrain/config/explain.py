@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from dltrain.config import LoadedConfig
-from dltrain.references import get_path
-from dltrain.yamlsource import Path_, dotted
+from dltrain.config.loaded import LoadedConfig
+from dltrain.config.references import get_path
+from dltrain.config.yamlsource import Path_, dotted
 
 DEFAULT = "default"
 

@@ -1,0 +1,34 @@
+"""The config: YAML with line positions, `extends`, `--set`, references, the schema, graph checks and the
+messages that point at a line. No TensorFlow, and nothing above it: data/ and the rest are built on this.
+
+The face the rest of dltrain imports; each piece lives in its own module:
+  yamlsource  YAML read with the line and column of every key
+  compose     `extends` and `--set`, before validation
+  references  `${...}` between keys (and `${dataset.*}`, answered by the data layer)
+  fields      specs, thread counts, import paths, sections that refuse unknown keys
+  formats     data sources and the dataset keys each takes
+  dataset     the `dataset:` section
+  schema      the whole file's sections
+  messages    pydantic's errors in the user's words
+  graph       `inputs:` / `outputs:` checked as a graph
+  loaded      a validated config with where each key was written
+  read        all of the above, in order
+  explain     where each resolved value came from
+"""
+
+from dltrain.config.compose import apply_override, parse_key_path
+from dltrain.config.dataset import DatasetConfig, SourceConfig
+from dltrain.config.fields import Section, Spec, split_spec
+from dltrain.config.formats import (BUILTIN_NAMES, DATASET_NAMES, FORMATS, IMAGE_SUFFIXES, SOURCE_KEYS, absolute_path,
+                                    infer_format)
+from dltrain.config.graph import check_graph, layer_refs
+from dltrain.config.hints import did_you_mean
+from dltrain.config.loaded import LoadedConfig, data_errors_located
+from dltrain.config.read import Describe, read_config, validate
+from dltrain.config.schema import Config, MlflowConfig, ModelConfig, TrackingConfig, TrainingConfig
+
+__all__ = ["BUILTIN_NAMES", "DATASET_NAMES", "FORMATS", "IMAGE_SUFFIXES", "SOURCE_KEYS", "Config", "DatasetConfig",
+           "Describe", "LoadedConfig", "MlflowConfig", "ModelConfig", "Section", "SourceConfig", "Spec",
+           "TrackingConfig", "TrainingConfig", "absolute_path", "apply_override", "check_graph",
+           "data_errors_located", "did_you_mean", "infer_format", "layer_refs", "parse_key_path", "read_config",
+           "split_spec", "validate"]

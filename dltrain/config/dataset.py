@@ -1,0 +1,163 @@
+"""The `dataset:` section: a built-in `name`, or `path` + `format`, with the keys of that source only."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from dltrain.config.fields import Section, Spec
+from dltrain.config.formats import DATASET_NAMES, FORMATS, SOURCE_KEYS, absolute_path, infer_format
+from dltrain.config.hints import did_you_mean
+
+
+class SourceConfig(Section):
+    """Another file or folder in the same format: an explicit `validation:` or `test:` source."""
+
+    path: str
+    format: str | None = None
+    features: str | list[str] | None = None
+    label: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, path: str) -> str:
+        return absolute_path(path)
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str | None) -> str | None:
+        return _check_format(value)
+
+
+def _check_format(value: str | None) -> str | None:
+    if value is not None and value not in FORMATS:
+        raise PydanticCustomError(
+            "unknown_format", "unknown format '{name}'",
+            {"name": value, "hint": did_you_mean(value, FORMATS) or f"expected one of: {', '.join(FORMATS)}"})
+    return value
+
+
+class DatasetConfig(Section):
+    """Where the examples come from and how they are split: a built-in `name`, or `path` + `format`.
+
+    Source-specific keys are named after the Keras argument they feed (`image_size`, `color_mode`,
+    `max_tokens`, `num_words`, ...); a key given to a source that does not use it is an error.
+    """
+
+    # `format` is validated before `name`: a TFDS name is any of its catalog's, not one of ours.
+    format: str | None = None
+    name: str | None = None
+    path: str | None = None
+    # Arrays and tables: which arrays or columns hold the features and the labels.
+    features: str | list[str] | None = None
+    label: str | None = None
+    task: Literal["classification", "regression"] | None = None
+    validation_split: float = Field(0.1, ge=0.0, lt=1.0)
+    test_split: float | None = Field(None, gt=0.0, lt=1.0)
+    validation: SourceConfig | None = None
+    test: SourceConfig | None = None
+    data_dir: str | None = None
+    train_size: int | None = Field(None, ge=1)
+    test_size: int | None = Field(None, ge=1)
+    # Only for `synthetic`: the shape of one example and the number of classes.
+    input_shape: list[int] | None = None
+    num_classes: int | None = Field(None, ge=2)
+    # Image folders (keras.utils.image_dataset_from_directory's arguments and defaults).
+    image_size: list[int] = Field(default_factory=lambda: [256, 256], min_length=2, max_length=2)
+    color_mode: Literal["grayscale", "rgb", "rgba"] = "rgb"
+    interpolation: Literal["bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian",
+                           "mitchellcubic"] = "bilinear"
+    crop_to_aspect_ratio: bool = False
+    # Text folders: which class folders to read, in label order (Keras's `class_names`: a subset
+    # of the folders, e.g. aclImdb/train's neg and pos without unsup). None: every folder, sorted by name.
+    class_names: list[str] | None = Field(None, min_length=2)
+    # Text folders and TFDS text datasets (keras.layers.TextVectorization's arguments).
+    max_tokens: int | None = Field(None, ge=2)
+    output_sequence_length: int | None = Field(None, ge=1)
+    output_mode: Literal["int", "multi_hot", "count", "tf_idf"] = "int"
+    ngrams: int | None = Field(None, ge=1)
+    # imdb and reuters (keras.datasets' arguments): vocabulary size and sequence length. As in Keras,
+    # `maxlen` leaves out sequences of maxlen tokens or more; the rest are padded to maxlen. Without it
+    # every sequence is padded or cut to its last 200 tokens (builtins.DEFAULT_MAXLEN).
+    num_words: int | None = Field(None, ge=1)
+    maxlen: int | None = Field(None, ge=1)
+    # cifar100: "fine" (100 classes) or "coarse" (20).
+    label_mode: Literal["fine", "coarse"] = "fine"
+    # Keras preprocessing layers applied to training batches only (RandomFlip, RandomRotation, ...).
+    augmentation: list[Spec] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _known_name(cls, name: str | None, info: ValidationInfo) -> str | None:
+        if name is not None and info.data.get("format") != "tfds" and name not in DATASET_NAMES:
+            raise PydanticCustomError(
+                "unknown_dataset",
+                "unknown dataset '{name}'",
+                {"name": name, "hint": did_you_mean(name, DATASET_NAMES)
+                 or f"expected one of: {', '.join(DATASET_NAMES)}, or path: and format:"},
+            )
+        return name
+
+    @field_validator("path", "data_dir")
+    @classmethod
+    def _absolute(cls, path: str | None) -> str | None:
+        return None if path is None else absolute_path(path)
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str | None) -> str | None:
+        return _check_format(value)
+
+    @property
+    def kind(self) -> str:
+        """The source: a built-in's name, or the format of `path` ("" when it must be read off the folder)."""
+        if self.format == "tfds":
+            return "tfds"
+        if self.name is not None:
+            return self.name
+        return self.format or infer_format(self.path or "")
+
+    def dump(self) -> dict[str, Any]:
+        """Plain data without the keys of other sources (their defaults would read as if they applied)."""
+        kind = self.kind
+        return {key: value for key, value in self.model_dump(mode="json").items()
+                if not (kind and SOURCE_KEYS.get(key) is not None and kind not in SOURCE_KEYS[key])}
+
+    @model_validator(mode="after")
+    def _source_keys(self) -> DatasetConfig:
+        if self.format == "tfds":
+            if self.path is not None:
+                raise PydanticCustomError("tfds_path", "a tfds source is named, not given a path",
+                                          {"key": "path", "hint": "remove 'path' and give the TFDS name in 'name'"})
+        elif (self.name is None) == (self.path is None):
+            raise PydanticCustomError(
+                "one_source", "give either 'name' (a built-in dataset) or 'path' (with 'format'), not "
+                + ("both" if self.name else "neither"),
+                {**({"key": "path"} if self.name else {}),
+                 "hint": f"built-ins: {', '.join(DATASET_NAMES)}; formats: {', '.join(FORMATS)}"})
+        if self.name is not None and self.format is not None and self.format != "tfds":
+            raise PydanticCustomError("name_format", "'format' applies only to a 'path' source",
+                                      {"key": "format", "hint": f"remove it; {self.name} is a built-in"})
+        kind = self.kind
+        for key in self.model_fields_set:
+            users = SOURCE_KEYS.get(key)
+            if users is not None and kind and kind not in users:
+                where = f"the {kind} dataset" if self.name and kind != "tfds" else f"'{kind}' sources"
+                raise PydanticCustomError(
+                    "source_key", "'{key}' does not apply to {where}",
+                    {"key": key, "where": where,
+                     "hint": f"remove it; it applies to: {', '.join(sorted(users))}"})
+        if kind == "text" and self.output_mode != "int" and self.max_tokens is None:
+            # The vector has one entry per vocabulary word; the model's layers are built on its length.
+            raise PydanticCustomError(
+                "max_tokens", "output_mode '{mode}' needs max_tokens (the length of each text's vector)",
+                {"key": "output_mode", "mode": self.output_mode, "hint": "add e.g. 'max_tokens: 20000' under 'dataset'"})
+        if self.validation is not None and "validation_split" in self.model_fields_set:
+            raise PydanticCustomError("validation_twice", "give either 'validation_split' or 'validation', not both",
+                                      {"key": "validation", "hint": "'validation' is a source of its own; remove 'validation_split'"})
+        if self.test is not None and self.test_split is not None:
+            raise PydanticCustomError("test_twice", "give either 'test_split' or 'test', not both",
+                                      {"key": "test", "hint": "'test' is a source of its own; remove 'test_split'"})
+        return self

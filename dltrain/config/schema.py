@@ -1,0 +1,140 @@
+"""The schema of a whole config file (pydantic models); `dataset:` has its own module."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from dltrain.config.dataset import DatasetConfig
+from dltrain.config.fields import RUN_NAME, ImportPath, Section, Spec, Threads
+from dltrain.config.hints import did_you_mean
+
+
+class ModelConfig(Section):
+    """The network: a list of Keras layers, optionally wired as a graph."""
+
+    input_shape: list[int | None] | None = None
+    inputs: dict[str, list[int | None]] | None = None
+    layers: list[Spec] = Field(min_length=1)
+    outputs: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_give_inputs(self) -> ModelConfig:
+        if self.input_shape is not None and self.inputs is not None:
+            raise PydanticCustomError(
+                "inputs_twice",
+                "give either 'input_shape' or 'inputs', not both",
+                {"hint": "use 'inputs' for a model with several named inputs"},
+            )
+        return self
+
+
+class TrainingConfig(Section):
+    """How `fit` runs. Keras's own argument names and defaults."""
+
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(32, ge=1)
+    callbacks: list[Spec] = Field(default_factory=list)
+    shuffle: bool = True
+    # None shuffles the whole training split (it is in memory), so every epoch sees a fresh order.
+    shuffle_buffer: int | None = Field(None, ge=1)
+    # Keras's default is 1; 50 halves the Fashion-MNIST MLP's epoch time on 2 CPU cores (4.9 s -> 2.0 s),
+    # because small models are bound by per-step Python overhead, not by arithmetic.
+    steps_per_execution: int = Field(50, ge=1)
+    # Keras's "auto" turns XLA off on CPU-only machines and on with a GPU. On 2 CPU cores XLA made both
+    # Fashion-MNIST configs slower (MLP 1.2 -> 5-6 s/epoch, CNN 6-8x; benchmarks/README.md).
+    jit_compile: bool | Literal["auto"] = "auto"
+    # Keras's TensorBoard callback writing <run>/tensorboard/ (scalars each epoch, the graph).
+    tensorboard: bool = True
+    # true: tf.data keeps the decoded examples (and the fixed validation/test batches) in memory after the
+    # first epoch, so later epochs skip slicing and batching (MLP 2.3 -> 1.8 s/epoch); a path: cache files
+    # with that prefix, for data larger than memory; false: rebuild every epoch.
+    cache: bool | str = True
+    # mixed_bfloat16 / mixed_float16: Keras's mixed-precision policies. Off by default: accuracy can move
+    # and the gain depends on the hardware (benchmarks/README.md has the CPU numbers).
+    mixed_precision: Literal[False, "mixed_bfloat16", "mixed_float16"] = False
+    # TensorFlow's thread pools (tf.config.threading); null keeps TensorFlow's choice (one per core). "auto"
+    # gives a small Dense-only model one thread each, whose ops are too small to split (the MLP on 2 cores:
+    # half the CPU time an epoch), and leaves a conv net every core (dltrain/threads.py has the rule).
+    intra_op_parallelism_threads: Threads = "auto"
+    inter_op_parallelism_threads: Threads = "auto"
+
+
+class MlflowConfig(Section):
+    """Where MLflow records a run; the names are MLflow's own."""
+
+    # None: MLflow's default ($MLFLOW_TRACKING_URI, else ./mlruns).
+    tracking_uri: str | None = None
+    # None: the run's name.
+    experiment_name: str | None = None
+    # Where a new experiment keeps its artifacts (MLflow's default: beside the store or ./mlartifacts).
+    artifact_location: str | None = None
+
+
+class TrackingConfig(Section):
+    """Optional experiment tracking."""
+
+    mlflow: MlflowConfig | None = None
+
+
+class Config(Section):
+    """A whole dltrain config file."""
+
+    name: str = "run"
+    # None: a fresh seed is drawn and written into the run's config.yaml, so every run reproduces.
+    seed: int | None = None
+    dataset: DatasetConfig
+    model: ModelConfig
+    # One loss for every output, or (several outputs) a mapping from output names to losses.
+    loss: Spec | dict[str, Spec]
+    # Keras's `compile(loss_weights=...)`: one weight per output, by name.
+    loss_weights: dict[str, float] | None = None
+    optimizer: Spec = "adam"
+    metrics: list[Spec] | dict[str, list[Spec]] = Field(default_factory=list)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    # The only way a config brings in code: `package.module:Name` for the user's own layers, losses,
+    # metrics, ... imported when (and only when) listed here.
+    custom_objects: list[ImportPath] = Field(default_factory=list)
+    # Keras's safe_mode: off allows what can run arbitrary code or read arbitrary files (Lambda,
+    # TFSMLayer, lookup layers reading a vocabulary file) in the config and when the model is reloaded.
+    safe_mode: bool = True
+    # Optional experiment tracking (MLflow); runs are always recorded in their run folder.
+    tracking: TrackingConfig | None = None
+
+    @field_validator("loss", "metrics", "loss_weights")
+    @classmethod
+    def _per_output(cls, value: Any, info: ValidationInfo) -> Any:
+        model = info.data.get("model")
+        if model is None or not isinstance(value, dict):
+            return value
+        outputs = model.outputs or []
+        if info.field_name == "loss" and len(value) == 1 and isinstance(next(iter(value.values())), dict) \
+                and not set(value) <= set(outputs):
+            return value  # `{Huber: {delta: 1.0}}`: one loss with arguments
+        for key in value:
+            if key not in outputs:
+                if len(outputs) < 2:
+                    raise PydanticCustomError(
+                        "per_output",
+                        "'{key}' is not a model output; a mapping of {field} per output needs several outputs",
+                        {"key": key, "field": info.field_name,
+                         "hint": "list the output layers in model.outputs, or give one value for all"},
+                    )
+                raise PydanticCustomError(
+                    "unknown_output", "no model output named '{key}'",
+                    {"key": key, "hint": did_you_mean(key, outputs) or f"the outputs are: {', '.join(outputs)}"},
+                )
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        if not RUN_NAME.match(name):
+            raise PydanticCustomError(
+                "bad_name",
+                "run name '{name}' is not allowed",
+                {"name": name, "hint": "use letters, digits, '.', '_' and '-' (it becomes a folder name)"},
+            )
+        return name

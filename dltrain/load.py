@@ -1,0 +1,14 @@
+"""A config file as a run reads it: the config layer reads the YAML and the data layer answers
+`${dataset.num_classes}` and the other dataset facts. config/ cannot ask data/ itself: data/ is built on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dltrain import data
+from dltrain.config import LoadedConfig, read_config
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedConfig:
+    """Load a config file: `extends`, `--set` overrides, `${...}` references (dataset facts included), validation."""
+    return read_config(path, overrides, describe=data.describe)
