@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dltrain import runs
 from dltrain.errors import DltrainError, RunError
-from dltrain.training import load_run_model
+from dltrain.saved import load_run_model
 
 FORMATS = ("keras", "savedmodel", "weights")
 _DEFAULT_NAMES = {"keras": "model.keras", "savedmodel": "savedmodel", "weights": "model.weights.h5"}

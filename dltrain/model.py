@@ -7,7 +7,8 @@ from typing import Any
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 
-from dltrain import registry
+from dltrain import data, registry
+from dltrain.compiling import build_augmentation, build_callbacks, compile_model
 from dltrain.config import LoadedConfig, layer_refs, split_spec
 from dltrain.errors import ConfigError, ModelBuildError, first_line
 
@@ -100,9 +101,6 @@ def layer_rows(model: keras.Model) -> list[tuple[str, str, str, int]]:
 
 def check(loaded: LoadedConfig) -> keras.Model:
     """Build (but do not train) the configured model, with its optimizer, loss and metrics resolved."""
-    from dltrain import data
-    from dltrain.training import build_augmentation, build_callbacks, compile_model
-
     keras.backend.clear_session()  # fresh layer-name counters: messages and summaries do not drift
     with loaded.located():
         shape = data.describe(loaded.config.dataset).input_shape

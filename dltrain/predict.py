@@ -225,14 +225,14 @@ def class_probabilities(outputs: Any, num_classes: int | None) -> tuple[np.ndarr
 
 def predict(run_dir: Path, inputs: list[Path], *, best: bool = False, batch_size: int = 256) -> Predictions:
     """Run a trained run's model (model.keras, or best.keras with `best`) on the given input files."""
-    from dltrain import training
+    from dltrain.saved import load_model
     from dltrain.best import BEST_FILE
     from dltrain.load import load_config
 
     loaded = load_config(runs.run_file(run_dir, runs.CONFIG_FILE))
     model_file = runs.run_file(run_dir, BEST_FILE if best else runs.MODEL_FILE)
     dataset = json.loads(runs.run_file(run_dir, runs.DATASET_FILE).read_text())
-    model = training.load_model(model_file, loaded)
+    model = load_model(model_file, loaded)
     if dataset.get("features"):  # named raw inputs (table columns): read the rows by header
         named, names = read_named(inputs, {t.name: t.dtype for t in model.inputs})
         import tensorflow as tf

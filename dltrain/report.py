@@ -1,5 +1,5 @@
 """What a run folder holds besides checkpoints: overrides, environment, model summary, TensorBoard logs,
-best.keras, plots and (optionally) MLflow tracking. training.py calls in here at the start and the end."""
+best.keras, plots and (optionally) MLflow tracking. training/ calls in here at the start and the end."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from dltrain import data, envinfo, plots, runs, tracking
 from dltrain.best import BestModel, monitored
 from dltrain.config import LoadedConfig
 from dltrain.errors import first_line
+from dltrain.load import load_config
+from dltrain.predict import class_probabilities
+from dltrain.saved import load_run_model
 
 OVERRIDES_FILE = "overrides.txt"
 SUMMARY_FILE = "summary.txt"
@@ -113,8 +116,6 @@ class RunExtras:
 
 def draw_test_plots(run_dir: Path, model: keras.Model, splits: data.Splits, batch_size: int) -> list[Path]:
     """Confusion matrix and misclassified examples of a classifier's test split (nothing for other models)."""
-    from dltrain.predict import class_probabilities
-
     info = splits.info
     labels = splits.test.y
     if not info.num_classes or labels.ndim != 1 or not len(labels):
@@ -149,8 +150,6 @@ class _Decoded:
 def redraw(run_dir: Path, *, test_plots: bool = True) -> list[Path]:
     """`dltrain plot`: the curves from history.csv (also while training runs), then, for a run with a saved
     model that is not training, the test-split plots."""
-    from dltrain import training
-    from dltrain.load import load_config
 
     runs.run_file(run_dir, runs.CONFIG_FILE)
     written = plots.draw_curves(run_dir)
@@ -158,6 +157,6 @@ def redraw(run_dir: Path, *, test_plots: bool = True) -> list[Path]:
     if test_plots and info is not None and info.state != "running" and (run_dir / runs.MODEL_FILE).is_file():
         loaded = load_config(run_dir / runs.CONFIG_FILE)
         splits = data.load(loaded.config.dataset, loaded.config.seed)
-        model = training.load_run_model(run_dir)
+        model = load_run_model(run_dir)
         written += draw_test_plots(run_dir, model, splits, loaded.config.training.batch_size)
     return written

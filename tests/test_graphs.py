@@ -181,7 +181,7 @@ def test_lambda_needs_safe_mode_off_and_a_listed_function(custom_module: Path, t
     # a Lambda's bytecode can only be reloaded with safe_mode off, which the run's config says
     assert invoke("evaluate", run).exit_code == 0
     with pytest.raises(DltrainError, match="cannot load model"):
-        from dltrain.training import load_model
+        from dltrain.saved import load_model
 
         load_model(run / "model.keras")  # without the config: safe_mode on, refused
 

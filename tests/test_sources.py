@@ -187,7 +187,7 @@ def epoch_orders(dataset, randomness, epochs: list[int]) -> list[list[int]]:
 
 @pytest.mark.parametrize("cache", [None, "file"])
 def test_streamed_files_are_read_in_a_seeded_order_per_epoch(tmp_path: Path, cache: str | None):
-    from dltrain.epochs import EpochRandomness
+    from dltrain.data.epochs import EpochRandomness
 
     split = raw_files(tmp_path / "files", 37)
     cache_path = str(tmp_path / "cache" / "train") if cache else None

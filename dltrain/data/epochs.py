@@ -17,7 +17,7 @@ from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 import tensorflow as tf
 
-from dltrain.data import FileSplit, Split
+from dltrain.data.types import FileSplit, Split
 from dltrain.data.pipeline import decoded, tensors
 
 # With a cache file, streamed examples are stored once in a seeded order and each epoch reshuffles them

@@ -1,0 +1,96 @@
+"""Every dataset `fit` and `evaluate` see: the training batches in their (seed, epoch) order, the caches,
+augmentation, and the labels repeated for a model with several outputs. Training asks here and never
+touches tf.data itself, so a distribution strategy has one place to wrap."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
+import tensorflow as tf
+
+from dltrain.config import TrainingConfig
+from dltrain.data.epochs import EpochRandomness
+from dltrain.data.pipeline import cache_file, in_memory, to_dataset
+from dltrain.data.types import AnySplit, FileSplit, Splits
+
+
+@dataclass
+class FitData:
+    """The datasets of one `fit`, and the callback that sets each epoch's order and seeds before it starts."""
+
+    train: Any
+    validation: Any | None
+    test: Any
+    randomness: EpochRandomness
+
+
+def targets(output_names: list[str], y: Any) -> Any:
+    """The labels as the model's outputs take them: the same array for every output of a multi-output model."""
+    return {name: y for name in output_names} if len(output_names) > 1 else y
+
+
+def _for_outputs(dataset: Any, output_names: list[str]) -> Any:
+    """Give every output of a multi-output model the dataset's labels (auxiliary heads, deep supervision)."""
+    if len(output_names) < 2:
+        return dataset
+
+    @tf.autograph.experimental.do_not_convert
+    def repeat_labels(x: Any, y: Any) -> tuple[Any, Any]:
+        return x, targets(output_names, y)
+
+    return dataset.map(repeat_labels)
+
+
+def _cache(cache: bool | str, name: str, split: AnySplit, batch_size: int) -> bool | str:
+    """`training.cache` for one split: True/False as given; a path prefix becomes that split's own file."""
+    if isinstance(cache, bool):
+        return cache
+    Path(cache).parent.mkdir(parents=True, exist_ok=True)
+    return cache_file(cache, name, split, batch_size)
+
+
+def _train(split: AnySplit, training: TrainingConfig, randomness: EpochRandomness, augmentation: Any) -> Any:
+    """The training batches: in an order drawn from (seed, epoch) when shuffled, so a resumed run replays
+    it; streamed files are decoded in parallel; augmentation is applied to these batches only."""
+    batch_size = training.batch_size
+    cache = _cache(training.cache, "train", split, batch_size)
+    if not training.shuffle:
+        ds = to_dataset(split, batch_size, cache=cache)
+    elif isinstance(split, FileSplit) and cache is not True:
+        ds = randomness.files(split, batch_size, cache=cache or None, buffer=training.shuffle_buffer)
+    else:  # in memory: arrays, or streamed files decoded once into memory (cache: true)
+        ds = randomness.dataset(in_memory(split), batch_size, training.shuffle_buffer)
+    if augmentation is not None:
+        @tf.autograph.experimental.do_not_convert
+        def augment(x: Any, y: Any) -> tuple[Any, Any]:
+            return augmentation(x, training=True), y
+
+        # One call at a time: the layers' seed generators then draw in batch order, as on resume.
+        ds = ds.map(augment).prefetch(tf.data.AUTOTUNE)
+    return ds
+
+
+def fit_datasets(splits: Splits, training: TrainingConfig, seed: int, output_names: list[str],
+                 augmentation: Any = None) -> FitData:
+    """The train, validation and test datasets of a run, with the per-epoch randomness that orders them."""
+    randomness = EpochRandomness(seed, augmentation.variables if augmentation is not None else None)
+    batch_size = training.batch_size
+
+    def fixed(name: str, split: AnySplit) -> Any:
+        return _for_outputs(to_dataset(split, batch_size, cache=_cache(training.cache, name, split, batch_size)),
+                            output_names)
+
+    return FitData(
+        train=_for_outputs(_train(splits.train, training, randomness, augmentation), output_names),
+        validation=fixed("val", splits.val) if splits.val is not None else None,
+        test=fixed("test", splits.test),
+        randomness=randomness,
+    )
+
+
+def evaluation_dataset(split: AnySplit, batch_size: int, output_names: list[str]) -> Any:
+    """The test split as `evaluate` takes it, outside a run's training (no cache)."""
+    return _for_outputs(to_dataset(split, batch_size), output_names)

@@ -1,0 +1,30 @@
+"""Saved models read back: a `.keras` file with Keras's safe_mode, and a run folder's final model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
+import keras
+
+from dltrain import registry, runs
+from dltrain.config import LoadedConfig
+from dltrain.errors import DltrainError, first_line
+from dltrain.load import load_config
+
+
+def load_model(path: Path, loaded: LoadedConfig | None = None) -> keras.Model:
+    """Load a saved `.keras` model; safe_mode stays on unless the model's own config turned it off."""
+    custom = registry.custom_objects(loaded) if loaded is not None else {}
+    safe = loaded.config.safe_mode if loaded is not None else True
+    try:
+        return keras.saving.load_model(path, custom_objects=custom, safe_mode=safe)
+    except Exception as error:  # Keras raises ValueError, OSError, zipfile errors, ...
+        raise DltrainError(f"cannot load model {path}: {first_line(error)}",
+                           hint="is it a .keras file written by dltrain or Keras 3?") from None
+
+
+def load_run_model(run_dir: Path) -> keras.Model:
+    """The final model of a run folder, with the custom objects its config lists."""
+    loaded = load_config(runs.run_file(run_dir, runs.CONFIG_FILE))
+    return load_model(runs.run_file(run_dir, runs.MODEL_FILE), loaded)

@@ -1,0 +1,30 @@
+"""A saved model scored on the test split of its config's dataset, outside any training run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dltrain import data, runs, threads
+from dltrain.data.feed import evaluation_dataset
+from dltrain.errors import DltrainError
+from dltrain.load import load_config
+from dltrain.saved import load_model
+from dltrain.training.result import TrainingError
+
+
+def evaluate(run_dir: Path | None = None, *, model_path: Path | None = None,
+             config_path: Path | None = None) -> dict[str, float]:
+    """Score a saved model on the test split of its config's dataset."""
+    if run_dir is not None:
+        config_path = runs.run_file(run_dir, runs.CONFIG_FILE)
+        model_path = runs.run_file(run_dir, runs.MODEL_FILE)
+    if model_path is None or config_path is None:
+        raise DltrainError("give a run folder, or both --model and --config")
+    loaded = load_config(config_path)
+    with loaded.located():
+        shape = data.describe(loaded.config.dataset).input_shape
+        splits = data.load(loaded.config.dataset, loaded.config.seed)
+    threads.apply(loaded, shape, TrainingError)
+    model = load_model(model_path, loaded)
+    test_ds = evaluation_dataset(splits.test, loaded.config.training.batch_size, list(model.output_names))
+    return {k: float(v) for k, v in model.evaluate(test_ds, return_dict=True, verbose=0).items()}

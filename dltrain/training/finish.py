@@ -1,0 +1,55 @@
+"""After the last epoch: score the test split, save the model, write metrics.json, draw the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
+import keras
+
+from dltrain import report, runs
+from dltrain.checkpoint import EpochRecorder
+from dltrain.config import LoadedConfig
+from dltrain.training.prepare import Prepared
+from dltrain.training.result import TrainResult
+
+
+def finish(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, test_ds: Any, recorder: EpochRecorder,
+           extras: report.RunExtras) -> TrainResult:
+    """Evaluate on the test split, save model.keras and metrics.json, draw the plots, mark the run finished."""
+    model, splits = prepared.model, prepared.splits
+    epochs, batch_size = loaded.config.training.epochs, loaded.config.training.batch_size
+    test = {k: float(v) for k, v in model.evaluate(test_ds, return_dict=True, verbose=0).items()}
+    runs.save_model(model, run_dir / runs.MODEL_FILE)
+    # The train and val rows come from the epoch whose weights were tested: the last one, or the one
+    # EarlyStopping(restore_best_weights=True) went back to.
+    weights_epoch = _restored_epoch(prepared.callbacks) or len(recorder.rows)
+    row = next((r for r in recorder.rows if int(r.get("epoch", 0)) == weights_epoch),
+               recorder.rows[-1] if recorder.rows else None)
+    train_metrics, val_metrics = _split_logs(row) if row else ({}, {})
+    train_metrics.pop("epoch", None)
+    train_metrics.pop("seconds", None)
+    metrics = {"train": train_metrics, "val": val_metrics, "test": test}
+    runs.atomic_write_json(run_dir / runs.METRICS_FILE,
+                           {**metrics, "epochs": len(recorder.rows), "weights_epoch": weights_epoch,
+                            "epoch_seconds": recorder.epoch_seconds})
+    notes = extras.finish(model, splits, test, len(recorder.rows), batch_size, recorder.rows)
+    runs.write_status(run_dir, "finished", epoch=len(recorder.rows), epochs=epochs)
+    return TrainResult(run_dir, metrics, len(recorder.rows), recorder.epoch_seconds, notes=splits.info.notes + notes,
+                       weights_epoch=weights_epoch, tensorboard_dir=extras.tensorboard_dir)
+
+
+def _split_logs(logs: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    train = {k: float(v) for k, v in logs.items() if not k.startswith("val_")}
+    val = {k[4:]: float(v) for k, v in logs.items() if k.startswith("val_")}
+    return train, val
+
+
+def _restored_epoch(user_callbacks: list) -> int | None:
+    """The epoch (1-based) whose weights an EarlyStopping with restore_best_weights put back, if any."""
+    for callback in user_callbacks:
+        if isinstance(callback, keras.callbacks.EarlyStopping) and callback.restore_best_weights \
+                and callback.best_weights is not None:
+            return int(callback.best_epoch) + 1
+    return None

@@ -1,0 +1,67 @@
+"""`model.fit` with the run folder recording every epoch: the checkpoint, history, status and report callbacks
+around it, and every way it can stop turned into its ending."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
+import keras
+
+from dltrain import checkpoint, report, runs
+from dltrain.checkpoint import Checkpoint, EpochRecorder
+from dltrain.config import LoadedConfig
+from dltrain.data.feed import fit_datasets
+from dltrain.errors import DltrainError
+from dltrain.guard import Guard
+from dltrain.progress import RichProgress
+from dltrain.training.endings import ended
+from dltrain.training.finish import finish
+from dltrain.training.prepare import Prepared
+from dltrain.training.result import TrainResult
+
+
+def fit(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, start: Checkpoint | None, *, progress: bool,
+        callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
+    """Fit from `start` (or from scratch), recording every epoch; then test, save and report the run."""
+    config = loaded.config
+    model, splits = prepared.model, prepared.splits
+    epochs, batch_size = config.training.epochs, config.training.batch_size
+    datasets = fit_datasets(splits, config.training, config.seed, list(model.output_names), prepared.augmentation)
+
+    history = start.history if start else []
+    recorder = EpochRecorder(run_dir, loaded.resolved(), epochs, history)
+    checkpoint.write_history(run_dir / runs.HISTORY_FILE, history)  # drop rows of epochs not checkpointed
+    guard = Guard()
+    try:
+        extras = report.RunExtras(loaded, run_dir, history, prepared.callbacks, splits.val is not None)
+    except DltrainError:
+        if start is None:  # nothing trained yet (MLflow unreachable): leave no half-made run behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    # The guard goes first: no later callback sees a batch after a signal or a non-finite loss. The
+    # recorder goes after the user's callbacks, so a checkpoint holds what they changed (a reduced LR).
+    # TensorBoard, best.keras and MLflow come after the checkpoint: it is the file that must not be missed.
+    every: list[Any] = [guard, datasets.randomness, *prepared.callbacks, recorder, *extras.callbacks(), *callbacks]
+    bar = RichProgress(epochs, math.ceil(len(splits.train) / batch_size)) if progress else None
+    if bar is not None:
+        every.append(bar)
+    initial_epoch = start.epoch if start else 0
+    runs.write_status(run_dir, "running", epoch=initial_epoch, epochs=epochs)
+    with guard.handling_signals():
+        try:
+            model.fit(datasets.train, validation_data=datasets.validation, epochs=epochs, initial_epoch=initial_epoch,
+                      callbacks=every, shuffle=False, verbose=0)  # the tf.data pipeline shuffles
+        except Exception as error:
+            if bar is not None:
+                bar.on_train_end()  # Keras skips it when fit raises; the live display must stop
+            ending = ended(error, loaded, prepared, run_dir, recorder, extras, fresh=start is None)
+            if ending is error:
+                raise
+            raise ending from None
+        # A signal from here on lets the run finish (evaluating and saving take seconds); a second one
+        # ends the process at once, and every file is still whole.
+        return finish(loaded, prepared, run_dir, datasets.test, recorder, extras)

@@ -1,0 +1,114 @@
+"""Before any run folder exists: seed, load the data, build and compile the model, and try the loss on
+two examples, so every mistake that can be found without training is found here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
+import keras
+import numpy as np
+
+from dltrain import data, threads, tracking
+from dltrain.compiling import build_augmentation, build_callbacks, compile_model, dtype_policy
+from dltrain.config import LoadedConfig
+from dltrain.data.feed import targets
+from dltrain.errors import ModelBuildError, first_line
+from dltrain.model import build_model
+from dltrain.training.result import TrainingError
+
+
+@dataclass
+class Prepared:
+    """A compiled model with its data, callbacks and training-batch augmentation, ready to fit."""
+
+    model: keras.Model
+    splits: data.Splits
+    callbacks: list[keras.callbacks.Callback]
+    augmentation: keras.Sequential | None = None
+
+
+def prepare(loaded: LoadedConfig) -> Prepared:
+    """Seed, load the data, build and compile the model, and check the loss on two examples."""
+    config = loaded.config
+    tracking.check_installed(loaded)
+    with loaded.located():
+        shape = data.describe(config.dataset).input_shape
+    threads.apply(loaded, shape, TrainingError)  # before TF runs anything
+    keras.backend.clear_session()  # fresh layer names and graph state, then the seed
+    keras.utils.set_random_seed(config.seed)
+    with loaded.located():
+        splits = data.load(config.dataset, config.seed)
+        if config.training.cache is True:
+            data.check_memory_cache(splits.train, [splits.val, splits.test])
+    with dtype_policy(config.training.mixed_precision):  # layers take the policy when they are built
+        model = build_model(loaded, splits.info.input_shape, splits.preprocessing,
+                            data.in_memory(splits.train) if splits.preprocessing else None)
+    check_inputs(model, loaded, splits)
+    compile_model(model, loaded)
+    _dry_run(model, loaded, splits)
+    augmentation = build_augmentation(loaded)
+    if augmentation is not None:
+        _check_augmentation(augmentation, loaded, splits)
+    return Prepared(model, splits, build_callbacks(loaded), augmentation)
+
+
+def check_inputs(model: keras.Model, loaded: LoadedConfig, splits: data.Splits) -> None:
+    """The model's inputs must be what the dataset gives: one array, or one input per named feature."""
+    if splits.preprocessing is not None:  # the model's inputs are the preprocessing's own
+        return
+    info = splits.info
+    names = [t.name for t in model.inputs]
+    if info.features is None and len(names) > 1:
+        raise loaded.error(ModelBuildError, ("model", "inputs"),
+                           f"the model has {len(names)} inputs ({', '.join(names)}) but dataset '{info.name}' gives "
+                           "one array per example", hint="use a single input, or a dataset with named features")
+    if info.features is not None and sorted(names) != sorted(info.features):
+        raise loaded.error(ModelBuildError, ("model", "inputs") if loaded.config.model.inputs else ("model",),
+                           f"dataset '{info.name}' gives the features {', '.join(info.features)} but the model's "
+                           f"inputs are {', '.join(names)}",
+                           hint="name one entry of model.inputs after each feature array")
+
+
+def _dry_run(model: keras.Model, loaded: LoadedConfig, splits: data.Splits) -> None:
+    """Compute the loss on the examples with the smallest and largest labels, so a model that cannot fit
+    the labels fails before any run folder exists."""
+    labels = splits.train.y.reshape(len(splits.train.y), -1)[:, 0]
+    pick = [int(labels.argmin()), int(labels.argmax())]
+    few = data.examples(splits.train, pick)
+    x, y = data.tensors(few.x), few.y
+    try:
+        model.compute_loss(x=x, y=targets(list(model.output_names), y), y_pred=model(x, training=False))
+    except Exception as error:  # shape and dtype errors arrive as several TF/Keras types
+        classes = splits.info.num_classes
+        hint = f"the dataset has {classes} classes; check the last layer's units and the loss" if classes else None
+        raise loaded.error(ModelBuildError, ("loss",),
+                           f"the loss cannot compare the model's output {_shapes(model.outputs)} with the "
+                           f"labels {tuple(splits.train.y.shape[1:]) or '(integers)'}: {first_line(error)}",
+                           hint=hint) from None
+
+
+def _shapes(tensors: list[Any]) -> str:
+    return ", ".join(str(tuple(t.shape)) for t in tensors)
+
+
+def _check_augmentation(augmentation: keras.Sequential, loaded: LoadedConfig, splits: data.Splits) -> None:
+    """Augmentation must take the dataset's examples and keep their shape (the saved model never sees it)."""
+    path = ("dataset", "augmentation")
+    if isinstance(splits.train, data.Split) and isinstance(splits.train.x, dict):
+        raise loaded.error(ModelBuildError, path, f"augmentation needs one feature array; dataset "
+                           f"'{splits.info.name}' gives named features", hint="remove dataset.augmentation")
+    few = data.examples(splits.train, [0, len(splits.train) - 1])
+    try:
+        out = augmentation(data.tensors(few.x), training=True)
+    except Exception as error:  # shape and dtype errors arrive as several TF/Keras types
+        raise loaded.error(ModelBuildError, path, f"augmentation cannot take examples of shape "
+                           f"{tuple(np.shape(few.x)[1:])}: {first_line(error)}",
+                           hint="augmentation layers take the dataset's examples (images for RandomFlip and friends)"
+                           ) from None
+    if tuple(out.shape) != tuple(np.shape(few.x)):
+        raise loaded.error(ModelBuildError, path, f"augmentation changes the example shape from "
+                           f"{tuple(np.shape(few.x)[1:])} to {tuple(out.shape[1:])}",
+                           hint="prediction would see other shapes: put shape-changing layers (RandomCrop) in "
+                                "model.layers instead")

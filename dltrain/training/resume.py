@@ -1,0 +1,65 @@
+"""An interrupted run continued from its last checkpoint, with its own config or a changed one (--force)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
+import keras
+import yaml
+
+from dltrain import checkpoint, report, runs
+from dltrain.config import LoadedConfig
+from dltrain.errors import RunError
+from dltrain.load import load_config
+from dltrain.training.fit import fit
+from dltrain.training.prepare import prepare
+from dltrain.training.result import TrainResult
+
+
+def resume(run_dir: Path, loaded: LoadedConfig | None = None, *, force: bool = False, progress: bool = True,
+           callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
+    """Continue an interrupted run from its last checkpoint, with its own config or (`loaded`) a given one.
+
+    A config that differs from the one the run started with is refused unless `force`.
+    """
+    config_file = runs.run_file(run_dir, runs.CONFIG_FILE)
+    info = runs.run_info(run_dir)
+    status = runs.read_status(run_dir) or {}
+    if info is not None and info.state == "running":
+        raise RunError(f"'{run_dir}' is still being trained (process {status.get('pid')})",
+                       hint="stop that process first (Ctrl-C), then resume")
+    last = checkpoint.load(run_dir)
+    notes = list(last.notes) if last else []
+    started_with = last.config if last else yaml.safe_load(config_file.read_text())
+    if loaded is None:
+        loaded = load_config(config_file)
+    elif ("seed",) not in loaded.source.positions and isinstance(started_with.get("seed"), int):
+        loaded.config.seed = started_with["seed"]  # a config without a seed continues with the run's seed
+    changes = runs.changed_keys(started_with, loaded.resolved())
+    if changes:
+        listed = ", ".join(f"{key} ({old} -> {new})" for key, old, new in changes)
+        if not force:
+            raise RunError(f"the config changed since '{run_dir}' started: {listed}",
+                           hint="pass --force to resume with the changed config, or start a new run")
+        notes.append(f"resumed with a changed config: {listed}")
+    done = last.epoch if last else 0
+    if last is None and int(status.get("epoch") or 0) > 0:
+        raise RunError(f"'{run_dir}' finished {status['epoch']} epochs but has no checkpoint",
+                       hint=f"it cannot continue; start a new run with: dltrain train {config_file}")
+    epochs = loaded.config.training.epochs
+    if info is not None and info.state == "finished" and done >= epochs:
+        raise RunError(f"'{run_dir}' already finished all {epochs} epochs",
+                       hint=f"to train longer: dltrain train {config_file} --resume {run_dir} "
+                            f"--set training.epochs={epochs + 5} --force")
+    prepared = prepare(loaded)
+    if last is not None:
+        checkpoint.restore(prepared.model, last)
+    if changes:
+        runs.atomic_write_yaml(config_file, loaded.resolved())
+    report.write_resume(run_dir, loaded, bool(changes))
+    result = fit(loaded, prepared, run_dir, last, progress=progress, callbacks=callbacks)
+    result.resumed_from = done
+    result.notes = notes + result.notes
+    return result

@@ -1,0 +1,31 @@
+"""A new run, start to end: prepare (data, model, checks) -> a run folder -> fit -> finish."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
+import keras
+
+from dltrain import registry, report, runs
+from dltrain.config import LoadedConfig
+from dltrain.training.fit import fit
+from dltrain.training.prepare import prepare
+from dltrain.training.result import TrainResult
+
+
+def train(loaded: LoadedConfig, output_dir: Path = Path("outputs"), *, progress: bool = True,
+          callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
+    """Train the configured model; write config, history, checkpoints, model and metrics to a new run folder.
+
+    `callbacks` are extra Keras callbacks (a sweep's pruner), called after the run's own each epoch."""
+    prepared = prepare(loaded)  # every mistake found without training is raised before a folder exists
+    run_dir = runs.create_run(output_dir, loaded.config.name)
+    runs.atomic_write_yaml(run_dir / runs.CONFIG_FILE, loaded.resolved())
+    runs.atomic_write_json(run_dir / runs.DATASET_FILE, prepared.splits.info.to_json())
+    if loaded.config.custom_objects:
+        runs.atomic_write_text(run_dir / runs.PYTHONPATH_FILE,
+                               "".join(f + "\n" for f in registry.custom_folders(loaded)))
+    report.write_start(run_dir, loaded, prepared.model)
+    return fit(loaded, prepared, run_dir, None, progress=progress, callbacks=callbacks)
