@@ -49,7 +49,8 @@ def draw_curves(run_dir: Path, rows: list[dict[str, float]] | None = None) -> li
     written = []
     names = history.metric_names(rows)
     for name in sorted(names, key=lambda n: n != "loss"):  # the loss first, then metrics as compiled
-        figure, axes = plt.subplots(figsize=(6, 4), layout="constrained")
+        figure, axes = plt.subplots(figsize=(6, 4))
+        figure.subplots_adjust(**_MARGINS)
         axes.plot(epochs, [row.get(name, math.nan) for row in rows], marker="o", label=f"train {name}")
         val = f"val_{name}"
         if any(val in row for row in rows):
@@ -67,6 +68,12 @@ def draw_curves(run_dir: Path, rows: list[dict[str, float]] | None = None) -> li
     return written
 
 
+# Fixed margins instead of matplotlib's constrained layout, which measures every text several times:
+# it doubled the drawing time (4.5 -> 2.2 s for the misclassified grid, 0.9 -> 0.5 s for a curve).
+_MARGINS = {"left": 0.13, "right": 0.97, "top": 0.91, "bottom": 0.13}
+_CHAR_INCHES = 0.075  # the width of one tick-label character at matplotlib's default 10 pt
+
+
 def _file_name(metric: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in metric)
 
@@ -78,7 +85,12 @@ def draw_confusion(path: Path, y_true: np.ndarray, y_pred: np.ndarray, class_nam
     matrix = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(matrix, (y_true.astype(int), y_pred.astype(int)), 1)
     size = max(4.0, 0.55 * classes + 2)
-    figure, axes = plt.subplots(figsize=(size + 1, size), layout="constrained")
+    # Room for the longest class name: beside the rows, and below the columns (written at 45 degrees).
+    label = _CHAR_INCHES * max(len(name) for name in class_names) + 0.55
+    width, height = size + 1 + label, size + label * 0.75
+    figure, axes = plt.subplots(figsize=(width, height))
+    figure.subplots_adjust(left=label / width, right=1 - 0.55 / width, top=1 - 0.45 / height,
+                           bottom=label * 0.75 / height)  # the right: the colour bar's numbers
     image = axes.imshow(matrix, cmap="Blues")
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
     axes.set_xticks(range(classes), class_names, rotation=45, ha="right")
@@ -88,7 +100,7 @@ def draw_confusion(path: Path, y_true: np.ndarray, y_pred: np.ndarray, class_nam
     accuracy = np.trace(matrix) / max(1, matrix.sum())
     axes.set_title(f"test split: {matrix.sum()} examples, accuracy {accuracy:.4f}")
     if classes <= 20:
-        threshold = matrix.max() / 2
+        threshold = (int(matrix.min()) + int(matrix.max())) / 2  # the middle of the colour scale
         for i in range(classes):
             for j in range(classes):
                 axes.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
@@ -113,8 +125,9 @@ def draw_misclassified(path: Path, x: np.ndarray, y_true: np.ndarray, probabilit
     plt = _pyplot()
     columns = min(4, len(picked))
     lines = math.ceil(len(picked) / columns)
-    figure, grid = plt.subplots(lines, columns, figsize=(2.4 * columns, 2.7 * lines), squeeze=False,
-                                layout="constrained")
+    height = 2.7 * lines + 0.4
+    figure, grid = plt.subplots(lines, columns, figsize=(2.4 * columns, height), squeeze=False)
+    figure.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.75 / height, wspace=0.15, hspace=0.45)
     for axes in grid.flat:
         axes.axis("off")
     for axes, i in zip(grid.flat, picked):
@@ -155,7 +168,9 @@ def draw_comparison(curves: list[tuple[str, list[dict[str, float]]]], path: Path
         from dltrain.errors import RunError
 
         raise RunError("none of the runs has finished an epoch yet", hint="there are no curves to compare")
-    figure, grid = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False, layout="constrained")
+    figure, grid = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    figure.subplots_adjust(left=0.13 / len(panels), right=1 - 0.03 / len(panels), top=0.91, bottom=0.12,
+                           wspace=0.25)
     for axes, metric in zip(grid.flat, panels):
         column = prefix + metric
         for label, rows in curves:

@@ -40,6 +40,8 @@ class RichProgress(keras.callbacks.Callback):
         self._epoch_task = None
         self._step_task = None
         self._epoch_start = 0.0
+        self._status: Any = None
+        self._finishing = 0.0
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.progress.start()
@@ -61,4 +63,24 @@ class RichProgress(keras.callbacks.Callback):
                                     markup=False, highlight=False, soft_wrap=True)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        """The bars give way to a spinner that says what the run is doing until `close` (scoring, saving)."""
         self.progress.stop()
+        self._finishing = time.perf_counter()
+        self._status = self.console.status("finishing")
+        self._status.start()
+
+    def stage(self, text: str) -> None:
+        """Show what the run is doing after the last epoch."""
+        if self._status is not None:
+            self._status.update(f"finishing: {text}")
+
+    def close(self, done: str | None = None) -> None:
+        """Stop the live display (Keras skips on_train_end when fit raises); `done` is a last line to print."""
+        if self._status is None:
+            self.progress.stop()
+            return
+        self._status.stop()
+        self._status = None
+        if done:
+            self.console.print(f"{done} ({time.perf_counter() - self._finishing:.1f}s after the last epoch)",
+                               markup=False, highlight=False, soft_wrap=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -90,14 +91,8 @@ class RunExtras:
         """Where TensorBoard logs go, when they are written."""
         return self.run_dir / TENSORBOARD_DIR if self.tensorboard is not None else None
 
-    def finish(self, model: keras.Model, splits: data.Splits, test: dict[str, float], epochs: int,
-               batch_size: int, rows: list[dict[str, float]]) -> list[str]:
-        """Draw the plots and close the MLflow run; returns notes for the user (a plot that failed)."""
-        try:
-            plots.draw_curves(self.run_dir, rows)
-            draw_test_plots(self.run_dir, model, splits, batch_size)
-        except Exception as error:  # a plot must never cost the user a trained run
-            self.notes.append(f"plots not drawn: {first_line(error)} (try: dltrain plot {self.run_dir})")
+    def finish(self, test: dict[str, float], epochs: int) -> list[str]:
+        """Close the MLflow run (after the plots: it logs them); returns notes for the user."""
         if self.tracker is not None:
             self.tracker.finish(test, epochs)
         return self.notes
@@ -114,14 +109,38 @@ class RunExtras:
             self.tracker.end(status)
 
 
-def draw_test_plots(run_dir: Path, model: keras.Model, splits: data.Splits, batch_size: int) -> list[Path]:
-    """Confusion matrix and misclassified examples of a classifier's test split (nothing for other models)."""
+class Drawing:
+    """The run's plots, drawn on a thread of their own while the main thread saves the model: matplotlib's
+    drawing and Keras's saving each take about a second after the last epoch, and neither needs the other."""
+
+    def __init__(self, run_dir: Path, rows: list[dict[str, float]], splits: data.Splits, outputs: Any) -> None:
+        self.run_dir = run_dir
+        self.written: list[Path] = []
+        self.error: Exception | None = None
+        self._thread = threading.Thread(target=self._draw, args=(rows, splits, outputs), name="dltrain-plots")
+        self._thread.start()
+
+    def _draw(self, rows: list[dict[str, float]], splits: data.Splits, outputs: Any) -> None:
+        try:
+            self.written = plots.draw_curves(self.run_dir, rows) + draw_test_plots(self.run_dir, splits, outputs)
+        except Exception as error:  # a plot must never cost the user a trained run
+            self.error = error
+
+    def wait(self) -> list[str]:
+        """Wait for the plots; a note for the user when they could not be drawn."""
+        self._thread.join()
+        if self.error is None:
+            return []
+        return [f"plots not drawn: {first_line(self.error)} (try: dltrain plot {self.run_dir})"]
+
+
+def draw_test_plots(run_dir: Path, splits: data.Splits, outputs: Any) -> list[Path]:
+    """Confusion matrix and misclassified examples of a classifier's test split, from the model's outputs
+    on it (nothing for other models)."""
     info = splits.info
     labels = splits.test.y
     if not info.num_classes or labels.ndim != 1 or not len(labels):
         return []
-    # Predictions stream through tf.data: a test folder of streamed files is never held in memory.
-    outputs = model.predict(data.to_dataset(splits.test, batch_size), verbose=0)
     probabilities, _ = class_probabilities(outputs, info.num_classes)
     if probabilities is None:
         return []
@@ -158,5 +177,7 @@ def redraw(run_dir: Path, *, test_plots: bool = True) -> list[Path]:
         loaded = load_config(run_dir / runs.CONFIG_FILE)
         splits = data.load(loaded.config.dataset, loaded.config.seed)
         model = load_run_model(run_dir)
-        written += draw_test_plots(run_dir, model, splits, loaded.config.training.batch_size)
+        # Predictions stream through tf.data: a test folder of streamed files is never held in memory.
+        outputs = model.predict(data.to_dataset(splits.test, loaded.config.training.batch_size), verbose=0)
+        written += draw_test_plots(run_dir, splits, outputs)
     return written

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
@@ -11,16 +11,23 @@ import keras
 from dltrain import report, runs
 from dltrain.checkpoint import EpochRecorder
 from dltrain.config import LoadedConfig
+from dltrain.scoring import score
 from dltrain.training.prepare import Prepared
 from dltrain.training.result import TrainResult
 
 
 def finish(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, test_ds: Any, recorder: EpochRecorder,
-           extras: report.RunExtras) -> TrainResult:
-    """Evaluate on the test split, save model.keras and metrics.json, draw the plots, mark the run finished."""
+           extras: report.RunExtras, stage: Callable[[str], None] = lambda text: None) -> TrainResult:
+    """Score the test split, save model.keras and metrics.json, draw the plots, mark the run finished.
+
+    `stage` is told what is being done, so the user never watches a silent terminal."""
     model, splits = prepared.model, prepared.splits
-    epochs, batch_size = loaded.config.training.epochs, loaded.config.training.batch_size
-    test = {k: float(v) for k, v in model.evaluate(test_ds, return_dict=True, verbose=0).items()}
+    epochs = loaded.config.training.epochs
+    stage("scoring the test split")
+    scored = score(model, test_ds)  # one pass: the metrics, and the outputs the plots need
+    test = scored.metrics
+    stage("saving model.keras and drawing the plots")
+    drawing = report.Drawing(run_dir, recorder.rows, splits, scored.outputs)
     runs.save_model(model, run_dir / runs.MODEL_FILE)
     # The train and val rows come from the epoch whose weights were tested: the last one, or the one
     # EarlyStopping(restore_best_weights=True) went back to.
@@ -34,7 +41,9 @@ def finish(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, test_ds: Any
     runs.atomic_write_json(run_dir / runs.METRICS_FILE,
                            {**metrics, "epochs": len(recorder.rows), "weights_epoch": weights_epoch,
                             "epoch_seconds": recorder.epoch_seconds})
-    notes = extras.finish(model, splits, test, len(recorder.rows), batch_size, recorder.rows)
+    drawn = drawing.wait()
+    stage("closing the run")
+    notes = extras.finish(test, len(recorder.rows)) + drawn
     runs.write_status(run_dir, "finished", epoch=len(recorder.rows), epochs=epochs)
     return TrainResult(run_dir, metrics, len(recorder.rows), recorder.epoch_seconds, notes=splits.info.notes + notes,
                        weights_epoch=weights_epoch, tensorboard_dir=extras.tensorboard_dir)

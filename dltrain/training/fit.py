@@ -57,11 +57,18 @@ def fit(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, start: Checkpoi
                       callbacks=every, shuffle=False, verbose=0)  # the tf.data pipeline shuffles
         except Exception as error:
             if bar is not None:
-                bar.on_train_end()  # Keras skips it when fit raises; the live display must stop
+                bar.close()
             ending = ended(error, loaded, prepared, run_dir, recorder, extras, fresh=start is None)
             if ending is error:
                 raise
             raise ending from None
         # A signal from here on lets the run finish (evaluating and saving take seconds); a second one
         # ends the process at once, and every file is still whole.
-        return finish(loaded, prepared, run_dir, datasets.test, recorder, extras)
+        result = None
+        try:
+            result = finish(loaded, prepared, run_dir, datasets.test, recorder, extras,
+                            stage=bar.stage if bar is not None else lambda text: None)
+        finally:
+            if bar is not None:
+                bar.close("finished: test split scored, model and report saved" if result else None)
+        return result
