@@ -1,7 +1,7 @@
 """Run the dltrain CLI exactly as `python -m dltrain ...` would, recording what run.py needs.
 
-The benchmark needs two numbers dltrain does not write: the wall clock at the end of the first training
-step and the seconds `model.evaluate` takes. Both are taken by wrapping Keras's own `fit` and `evaluate`,
+The benchmark needs numbers dltrain does not write: the wall clock at the end of the first training
+step and at the end of training, and the seconds `model.evaluate` takes. Both are taken by wrapping Keras's own `fit` and `evaluate`,
 so the peer and dltrain are timed by the same kind of callback and dltrain's code is untouched.
 
     python benchmarks/dltrain_child.py RESULT.json train configs/fashion_mnist.yaml ...
@@ -18,7 +18,7 @@ START = time.time()  # before any import: start-to-first-step counts the imports
 
 
 def _instrument(record: dict) -> None:
-    """Wrap keras.Model.fit and .evaluate to record the first step and the evaluation time."""
+    """Wrap keras.Model.fit, .evaluate and dltrain's scoring to record the first step and the evaluation time."""
     import keras
 
     class FirstStep(keras.callbacks.Callback):
@@ -28,6 +28,9 @@ def _instrument(record: dict) -> None:
         def on_epoch_end(self, epoch, logs=None):
             # CPU seconds of all threads: a measure that other programs on the machine barely move.
             record.setdefault("epoch_cpu_seconds", []).append(time.process_time() - self.cpu)
+
+        def on_train_end(self, logs=None):
+            record["train_end"] = time.time() - START
 
         def on_train_batch_end(self, batch, logs=None):
             if "first_batch_end" not in record:
@@ -51,6 +54,21 @@ def _instrument(record: dict) -> None:
 
     keras.Model.fit, keras.Model.evaluate = timed_fit, timed_evaluate
 
+    # `dltrain train` scores the test split in one pass (metrics and the outputs its plots need) instead
+    # of calling evaluate; wrapped before dltrain.training imports it.
+    from dltrain import scoring
+
+    score = scoring.score
+
+    def timed_score(*args, **kwargs):
+        begin = time.perf_counter()
+        try:
+            return score(*args, **kwargs)
+        finally:
+            record["evaluate_seconds"] = time.perf_counter() - begin
+
+    scoring.score = timed_score
+
 
 def main() -> None:
     """Run `dltrain ARGS...` and write the recorded numbers to RESULT.json, whatever the exit status."""
@@ -68,6 +86,7 @@ def main() -> None:
     except SystemExit as done:
         status = done.code if isinstance(done.code, int) else 1
     finally:
+        record["end"] = time.time() - START
         record["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         with open(result_path, "w") as handle:
             json.dump(record, handle)

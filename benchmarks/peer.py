@@ -83,6 +83,9 @@ class Timer(keras.callbacks.Callback):
         if self.first_step is None:
             self.first_step = time.time()
 
+    def on_train_end(self, logs=None):
+        self.train_end = time.time()
+
     def on_epoch_end(self, epoch, logs=None):
         self.epoch_seconds.append(time.perf_counter() - self._start)
         self.epoch_cpu_seconds.append(time.process_time() - self._cpu)
@@ -133,6 +136,8 @@ def main() -> None:
         "first_batch_end": timer.first_step - START,
         "first_batch_index": 0,
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "train_end": timer.train_end - START,
+        "end": time.time() - START,
     }))
 
 

@@ -55,6 +55,9 @@ class Run:
     evaluate_seconds: float
     test_examples: int
     epoch_cpu_seconds: list[float] = field(default_factory=list)
+    # The whole process as the user waits for it (spawn to exit), and the part after the last epoch ends.
+    wall_seconds: float = 0.0
+    after_last_epoch: float = 0.0
 
 
 def first_step(record: dict, epoch_seconds: list[float], steps_per_epoch: int) -> float:
@@ -86,6 +89,12 @@ class Rows:
     def accuracy(self) -> float:
         return statistics.mean(run.test_accuracy for run in self.runs)
 
+    def wall(self) -> float:
+        return statistics.median(run.wall_seconds for run in self.runs)
+
+    def after_last_epoch(self) -> float:
+        return statistics.median(run.after_last_epoch for run in self.runs)
+
 
 def workload(name: str, config: Path, *, epochs: int | None, train_size: int | None,
              test_size: int | None, sets: list[str] = ()) -> Workload:
@@ -103,8 +112,10 @@ def workload(name: str, config: Path, *, epochs: int | None, train_size: int | N
                     training.steps_per_execution, train_size, test_size)
 
 
-def _spawn(command: list[str], log: Path, env: dict[str, str] | None = None) -> float:
-    """Run a command to completion; return its peak RSS in MB (from wait4, the same for every tool)."""
+def _spawn(command: list[str], log: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Run a command to completion; return its peak RSS in MB (from wait4, the same for every tool) and its
+    wall seconds from spawn to exit."""
+    began = time.perf_counter()
     with log.open("w") as handle:
         proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT,
                                 env={**os.environ, **(env or {})})
@@ -112,7 +123,7 @@ def _spawn(command: list[str], log: Path, env: dict[str, str] | None = None) -> 
         proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({proc.returncode}); see {log}:\n{log.read_text()[-2000:]}")
-    return usage.ru_maxrss / 1024
+    return usage.ru_maxrss / 1024, time.perf_counter() - began
 
 
 def run_peer(w: Workload, work: Path, tag: str) -> Run:
@@ -126,13 +137,13 @@ def run_peer(w: Workload, work: Path, tag: str) -> Run:
         command += ["--train-size", str(w.train_size)]
     if w.test_size:
         command += ["--test-size", str(w.test_size)]
-    rss = _spawn(command, work / f"peer-{tag}.log")
+    rss, wall = _spawn(command, work / f"peer-{tag}.log")
     data = json.loads(result.read_text())
     val = len_val(w, data["train_examples"])
     steps = -(-data["train_examples"] // w.batch_size) + -(-val // w.batch_size)
     return Run(data["epoch_seconds"], data["train_examples"], data["test_accuracy"],
                first_step(data, data["epoch_seconds"], steps), rss, data["evaluate_seconds"], data["test_examples"],
-               data["epoch_cpu_seconds"])
+               data["epoch_cpu_seconds"], wall, data["end"] - data["train_end"])
 
 
 def len_val(w: Workload, train_examples: int) -> int:
@@ -141,13 +152,13 @@ def len_val(w: Workload, train_examples: int) -> int:
     return total - train_examples
 
 
-def _dltrain(args: list[str], work: Path, tag: str, *, progress: bool = True) -> tuple[dict, float]:
+def _dltrain(args: list[str], work: Path, tag: str, *, progress: bool = True) -> tuple[dict, tuple[float, float]]:
     result = work / f"dltrain-{tag}.json"
     # Progress renders as on a terminal (a forced Rich terminal writing to the log), as users see it.
     env = {"PYTHONPATH": str(ROOT), "TTY_COMPATIBLE": "1", "FORCE_COLOR": "1", "COLUMNS": "120"}
-    rss = _spawn([sys.executable, str(HERE / "dltrain_child.py"), str(result), *args],
-                 work / f"dltrain-{tag}.log", env if progress else {"PYTHONPATH": str(ROOT)})
-    return json.loads(result.read_text()), rss
+    spent = _spawn([sys.executable, str(HERE / "dltrain_child.py"), str(result), *args],
+                   work / f"dltrain-{tag}.log", env if progress else {"PYTHONPATH": str(ROOT)})
+    return json.loads(result.read_text()), spent
 
 
 def run_dltrain(w: Workload, work: Path, tag: str, *, progress: bool = True,
@@ -163,7 +174,7 @@ def run_dltrain(w: Workload, work: Path, tag: str, *, progress: bool = True,
         args += ["--set", item]
     if not progress:
         args.append("--no-progress")
-    record, rss = _dltrain(args, work, tag, progress=progress)
+    record, (rss, wall) = _dltrain(args, work, tag, progress=progress)
     (run_dir,) = out.iterdir()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     sizes = json.loads((run_dir / "dataset.json").read_text())["sizes"]
@@ -171,7 +182,8 @@ def run_dltrain(w: Workload, work: Path, tag: str, *, progress: bool = True,
         seconds = [float(row["seconds"]) for row in csv.DictReader(handle)]
     steps = -(-sizes["train"] // w.batch_size) + -(-sizes["validation"] // w.batch_size)
     return Run(seconds, sizes["train"], metrics["test"]["accuracy"], first_step(record, seconds, steps), rss,
-               record["evaluate_seconds"], sizes["test"], record["epoch_cpu_seconds"]), run_dir
+               record["evaluate_seconds"], sizes["test"], record["epoch_cpu_seconds"], wall,
+               record["end"] - record["train_end"]), run_dir
 
 
 def time_help(reps: int) -> list[float]:
@@ -215,6 +227,7 @@ def progress_cost(epochs: int, epoch_seconds: float, updates: int) -> float:
             time.sleep(epoch_seconds / updates)
         bar.on_epoch_end(epoch, logs)
     bar.on_train_end()
+    bar.close("finished")  # on_train_end starts the after-training spinner, which close ends
     return (time.process_time() - cpu) / (time.perf_counter() - wall)
 
 
@@ -235,7 +248,8 @@ def table(results: dict[str, dict[str, Rows]], workloads: dict[str, Workload]) -
     """The markdown results table."""
     head = ["workload", "tool", "runs", "s/epoch min", "s/epoch median", "examples/s", "× peer",
             "CPU s/epoch", "× peer (CPU)", "test acc (mean)", "Δ acc (points)", "peak RSS MB",
-            "start→first step s", "evaluate examples/s"]
+            "start→first step s", "evaluate examples/s", "whole process s", "× peer (whole)",
+            "after last epoch s"]
     lines = [_fmt_row(head), _fmt_row(["---"] * len(head))]
     for name, tools in results.items():
         w = workloads[name]
@@ -253,6 +267,7 @@ def table(results: dict[str, dict[str, Rows]], workloads: dict[str, Workload]) -
                 f"{peer.cpu_per_epoch() / rows.cpu_per_epoch():.2f}", f"{rows.accuracy():.4f}",
                 f"{delta:+.2f}", f"{max(r.max_rss_mb for r in rows.runs):,.0f}",
                 f"{statistics.median(r.start_to_first_step for r in rows.runs):.2f}", f"{ev:,.0f}",
+                f"{rows.wall():.1f}", f"{peer.wall() / rows.wall():.2f}", f"{rows.after_last_epoch():.2f}",
             ]))
     return "\n".join(lines)
 
@@ -352,13 +367,20 @@ def targets(results: dict[str, dict[str, Rows]], helps: list[float], bar_cost: f
     def add(what: str, value: str, met: bool) -> None:
         rows.append(f"| {what} | {value} | {'yes' if met else '**no**'} |")
 
-    for name, goal in (("mlp", 3.0), ("cnn", 1.3)):
+    # (examples/s, whole process) against the peer: the MLP is judged as the user waits, the CNN on both.
+    for name, (goal, whole_goal) in (("mlp", (3.0, 2.5)), ("cnn", (1.5, 1.5))):
         if name in results:
             peer, ours = results[name]["peer"], results[name]["dltrain"]
             ratio = ours.examples_per_second() / peer.examples_per_second()
             delta = 100 * (ours.accuracy() - peer.accuracy())
             add(f"{name}: examples/s ≥ {goal}× peer, accuracy ≥ peer − 0.5 points",
                 f"{ratio:.2f}×, {delta:+.2f} points", ratio >= goal and delta >= -0.5)
+            whole = peer.wall() / ours.wall()
+            add(f"{name}: whole process ≥ {whole_goal}× faster than peer", f"{whole:.2f}× ({ours.wall():.1f} s vs "
+                f"{peer.wall():.1f} s)", whole >= whole_goal)
+            if name == "mlp":
+                after = ours.after_last_epoch()
+                add("mlp: after the last epoch (test, save, report) < 2 s", f"{after:.2f} s", after < 2.0)
             gap = (statistics.median(r.start_to_first_step for r in ours.runs)
                    - statistics.median(r.start_to_first_step for r in peer.runs))
             add(f"{name}: start→first step ≤ peer + 1 s", f"{gap:+.2f} s", gap <= 1.0)
