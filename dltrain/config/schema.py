@@ -55,6 +55,10 @@ class TrainingConfig(Section):
     # mixed_bfloat16 / mixed_float16: Keras's mixed-precision policies. Off by default: accuracy can move
     # and the gain depends on the hardware (benchmarks/README.md has the CPU numbers).
     mixed_precision: Literal[False, "mixed_bfloat16", "mixed_float16"] = False
+    # Keras 2's BatchNormalization argument: train each BatchNormalization the fused kernel computes
+    # identically (4-D, channels last, float32) with TensorFlow's FusedBatchNormV3 (dltrain/fused.py); the
+    # saved model holds Keras's own layer. Fashion-MNIST CNN: MEASURED; false: Keras's ops.
+    fused_batch_norm: bool = True
     # TensorFlow's thread pools (tf.config.threading); null keeps TensorFlow's choice (one per core). "auto"
     # gives a small Dense-only model one thread each, whose ops are too small to split (the MLP on 2 cores:
     # half the CPU time an epoch), and leaves a conv net every core (dltrain/threads.py has the rule).

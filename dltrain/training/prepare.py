@@ -15,6 +15,7 @@ from dltrain.compiling import build_augmentation, build_callbacks, compile_model
 from dltrain.config import LoadedConfig
 from dltrain.data.feed import targets
 from dltrain.errors import ModelBuildError, first_line
+from dltrain.fused import fuse_batch_norm
 from dltrain.model import build_model
 from dltrain.training.result import TrainingError
 
@@ -45,6 +46,8 @@ def prepare(loaded: LoadedConfig) -> Prepared:
     with dtype_policy(config.training.mixed_precision):  # layers take the policy when they are built
         model = build_model(loaded, splits.info.input_shape, splits.preprocessing,
                             data.in_memory(splits.train) if splits.preprocessing else None)
+    if config.training.fused_batch_norm:  # training only: check, evaluate and predict keep Keras's layer
+        fuse_batch_norm(model)
     check_inputs(model, loaded, splits)
     compile_model(model, loaded)
     _dry_run(model, loaded, splits)
