@@ -103,10 +103,11 @@ def validate(data: dict[str, Any], source: SourceMap, path: Path,
 
 
 def read_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
-                describe: Describe | None = None) -> LoadedConfig:
+                describe: Describe | None = None, trust_code: bool = False) -> LoadedConfig:
     """Read a config file: resolve `extends`, apply `--set` overrides and `${...}` references, validate.
 
-    `describe` answers `${dataset.*}` references; dltrain.load.load_config passes the data layer's."""
+    `describe` answers `${dataset.*}` references; dltrain.load.load_config passes the data layer's.
+    `trust_code` is the user's word that the code the config names may run (dltrain.trust)."""
     path = Path(path)
     data, source = load_file(path, (path.resolve(),))
     data = copy.deepcopy(data)
@@ -115,4 +116,5 @@ def read_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *
     references = resolve_references(data, source, path, describe)
     loaded = validate(data, source, path, references)
     loaded.overrides = list(overrides)
+    loaded.trust_code = trust_code
     return loaded

@@ -17,6 +17,7 @@ from dltrain.data.feed import targets
 from dltrain.errors import ModelBuildError, first_line
 from dltrain.model import build_model
 from dltrain.training.result import TrainingError
+from dltrain.trust import require_trust
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Prepared:
 def prepare(loaded: LoadedConfig) -> Prepared:
     """Seed, load the data, build and compile the model, and check the loss on two examples."""
     config = loaded.config
+    require_trust(loaded)  # before the data is read: the model could not be built anyway
     tracking.check_installed(loaded)
     with loaded.located():
         shape = data.describe(config.dataset).input_shape
