@@ -17,6 +17,7 @@ from dltrain.config.loaded import LoadedConfig, data_errors_located
 from dltrain.config.messages import to_config_error
 from dltrain.config.references import DATA_FACTS, Resolver
 from dltrain.config.schema import Config
+from dltrain.config.split_sources import check_split_sources
 from dltrain.config.yamlsource import Path_, SourceMap, dotted
 from dltrain.errors import ConfigError
 
@@ -99,6 +100,7 @@ def validate(data: dict[str, Any], source: SourceMap, path: Path,
         config.seed = secrets.randbelow(2**31)
     loaded = LoadedConfig(config, source, path, references or {}, written)
     check_graph(loaded)
+    check_split_sources(loaded)
     return loaded
 
 

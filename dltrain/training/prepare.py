@@ -42,6 +42,8 @@ def prepare(loaded: LoadedConfig) -> Prepared:
     keras.utils.set_random_seed(config.seed)
     with loaded.located():
         splits = data.load(config.dataset, config.seed)
+        if splits.info.test_split is not None:  # the default a source without a test split got: the run says so
+            config.dataset.test_split = splits.info.test_split
         if config.training.cache is True:
             data.check_memory_cache(splits.train, [splits.val, splits.test])
     with dtype_policy(config.training.mixed_precision):  # layers take the policy when they are built

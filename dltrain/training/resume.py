@@ -11,6 +11,7 @@ import yaml
 
 from dltrain import checkpoint, report, runs
 from dltrain.config import LoadedConfig
+from dltrain.data.sources import same_test_split
 from dltrain.errors import RunError
 from dltrain.load import load_config
 from dltrain.training.fit import fit
@@ -40,6 +41,7 @@ def resume(run_dir: Path, loaded: LoadedConfig | None = None, *, force: bool = F
     elif ("seed",) not in loaded.source.positions and isinstance(started_with.get("seed"), int):
         loaded.config.seed = started_with["seed"]  # a config without a seed continues with the run's seed
     require_trust(loaded)  # first: without it the run cannot continue, whatever else is said
+    same_test_split(loaded.config.dataset, started_with.get("dataset") or {})
     changes = runs.changed_keys(started_with, loaded.resolved())
     if changes:
         listed = ", ".join(f"{key} ({old} -> {new})" for key, old, new in changes)
