@@ -30,8 +30,8 @@ def export_model(run_dir: Path, fmt: str, out: Path | None = None, *, overwrite:
         raise DltrainError(f"Keras model files must end in .keras, got '{out.name}'")
     if out.exists() and not overwrite:
         raise RunError(f"'{out}' already exists", hint="choose another --out or pass --overwrite")
+    model = load_run_model(run_dir, trust_code=trust_code)  # before anything is written
     out.parent.mkdir(parents=True, exist_ok=True)
-    model = load_run_model(run_dir, trust_code=trust_code)
     if fmt == "keras":
         runs.save_model(model, out)
     elif fmt == "weights":

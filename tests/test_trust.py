@@ -106,6 +106,7 @@ def test_without_trust_nothing_is_imported(fresh: dict[str, Path], name: str):
     assert not fresh["marker"].exists()
     assert MODULE not in sys.modules and sys.path == before
     assert sorted(fresh["out"].iterdir()) == runs  # no run folder either
+    assert not (fresh["root"] / "export").exists()
 
 
 def test_config_schema_runs_and_compare_never_import(fresh: dict[str, Path]):
