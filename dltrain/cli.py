@@ -29,6 +29,11 @@ err = Console(stderr=True)
 
 SetOption = typer.Option(None, "--set", metavar="KEY.PATH=VALUE",
                          help="Override a config value, typed like the field (repeatable).")
+# Configs and run folders may come from others: the code they name runs only with the user's word.
+TrustOption = typer.Option(False, "--trust-code", envvar="DLTRAIN_TRUST_CODE",
+                           help="Let the config import its custom_objects (also from a run folder's pythonpath.txt) "
+                                "and turn Keras's safe_mode off where it says safe_mode: false. Only for code that "
+                                "is yours or that you trust.")
 
 
 def _errors_to_exit(command: Callable) -> Callable:
@@ -78,11 +83,12 @@ def train(
     resume_dir: Optional[Path] = typer.Option(None, "--resume", metavar="RUN_DIR",
                                               help="Continue this interrupted run with CONFIG instead of starting one."),
     force: bool = typer.Option(False, "--force", help="With --resume: accept a config that differs from the run's."),
+    trust_code: bool = TrustOption,
 ) -> None:
     """Train the model a config describes, evaluate it, and save everything in a new run folder."""
     from dltrain.load import load_config
 
-    loaded = load_config(config, set_ or [])
+    loaded = load_config(config, set_ or [], trust_code=trust_code)
     from dltrain import training
 
     if resume_dir is not None:
@@ -98,11 +104,12 @@ def resume(
     run_dir: Path = typer.Argument(..., help="The run folder of an interrupted run."),
     force: bool = typer.Option(False, "--force", help="Resume even if the run's config.yaml was edited."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show live progress bars."),
+    trust_code: bool = TrustOption,
 ) -> None:
     """Continue an interrupted run from its last checkpoint; it needs nothing but the run folder."""
     from dltrain import training
 
-    _show_result(training.resume(run_dir, force=force, progress=progress))
+    _show_result(training.resume(run_dir, force=force, progress=progress, trust_code=trust_code))
 
 
 def _show_result(result) -> None:
@@ -129,11 +136,12 @@ def evaluate(
     model: Optional[Path] = typer.Option(None, "--model", help="A .keras model file (instead of a run folder)."),
     config: Optional[Path] = typer.Option(None, "--config", help="The config whose test split to use, with --model."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    trust_code: bool = TrustOption,
 ) -> None:
     """Score a trained model on the test split of its dataset."""
     from dltrain.training import evaluate as run_evaluate
 
-    metrics = run_evaluate(run_dir, model_path=model, config_path=config)
+    metrics = run_evaluate(run_dir, model_path=model, config_path=config, trust_code=trust_code)
     if as_json:
         out.print_json(json.dumps(metrics))
     else:
@@ -147,11 +155,12 @@ def save(
     format: str = typer.Option("keras", "--format", help="keras, savedmodel or weights."),
     out_path: Optional[Path] = typer.Option(None, "--out", help="Where to write (default: <run>/export/...)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing export."),
+    trust_code: bool = TrustOption,
 ) -> None:
     """Export a run's trained model."""
     from dltrain.export import export_model
 
-    path = export_model(run_dir, format, out_path, overwrite=overwrite)
+    path = export_model(run_dir, format, out_path, overwrite=overwrite, trust_code=trust_code)
     out.print(f"saved {format}: {path}", markup=False, highlight=False, soft_wrap=True)
 
 
@@ -160,12 +169,13 @@ def save(
 def check(
     config: Path = typer.Argument(..., help="The YAML config file."),
     set_: Optional[list[str]] = SetOption,
+    trust_code: bool = TrustOption,
 ) -> None:
     """Validate a config and build its model without loading data or training; print the layers."""
     start = time.perf_counter()
     from dltrain.load import load_config
 
-    loaded = load_config(config, set_ or [])
+    loaded = load_config(config, set_ or [], trust_code=trust_code)
     from dltrain.model import check as build_and_check, layer_rows
 
     model = build_and_check(loaded)
@@ -309,11 +319,12 @@ def predict(
     out_path: Optional[Path] = typer.Option(None, "--out", metavar="FILE.csv",
                                             help="Write all predictions as CSV instead of printing a table."),
     best: bool = typer.Option(False, "--best", help="Use best.keras (the best epoch) instead of model.keras."),
+    trust_code: bool = TrustOption,
 ) -> None:
     """Predict with a trained run: top-k classes with probabilities for classifiers, else the outputs."""
     from dltrain.predict import format_top, predict as run_predict
 
-    found = run_predict(run_dir, inputs, best=best)
+    found = run_predict(run_dir, inputs, best=best, trust_code=trust_code)
     for note in found.notes:
         err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     if out_path is not None:
@@ -341,6 +352,7 @@ def plot(
     run_dir: Path = typer.Argument(..., help="A run folder, finished or still training."),
     curves_only: bool = typer.Option(False, "--curves-only",
                                      help="Only the learning curves (no model or data loading)."),
+    trust_code: bool = TrustOption,
 ) -> None:
     """(Re)draw a run's plots in RUN_DIR/plots, also while it is still training.
 
@@ -348,7 +360,7 @@ def plot(
     misclassified test examples."""
     from dltrain.report import redraw
 
-    written = redraw(run_dir, test_plots=not curves_only)
+    written = redraw(run_dir, test_plots=not curves_only, trust_code=trust_code)
     if not written:
         out.print(f"nothing to plot yet: {run_dir} has no finished epoch", markup=False, highlight=False)
     for path in written:

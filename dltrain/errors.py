@@ -59,6 +59,11 @@ class ConfigError(DltrainError):
     """The config file or an override is malformed or names something that does not exist."""
 
 
+class UntrustedCodeError(ConfigError):
+    """The config would import or run code (custom_objects, safe_mode: false) and the user has not said
+    they trust it (--trust-code)."""
+
+
 class ModelBuildError(DltrainError):
     """The layers are valid one by one but Keras cannot connect them into a model."""
 

@@ -14,8 +14,11 @@ FORMATS = ("keras", "savedmodel", "weights")
 _DEFAULT_NAMES = {"keras": "model.keras", "savedmodel": "savedmodel", "weights": "model.weights.h5"}
 
 
-def export_model(run_dir: Path, fmt: str, out: Path | None = None, *, overwrite: bool = False) -> Path:
-    """Write the run's model in `fmt` to `out` (default: inside `<run>/export/`) and return the path."""
+def export_model(run_dir: Path, fmt: str, out: Path | None = None, *, overwrite: bool = False,
+                 trust_code: bool = False) -> Path:
+    """Write the run's model in `fmt` to `out` (default: inside `<run>/export/`) and return the path.
+
+    `trust_code`: the user's word that the run's custom objects may be imported (dltrain.trust)."""
     if fmt not in FORMATS:
         raise DltrainError(f"unknown format '{fmt}'", hint=f"use one of: {', '.join(FORMATS)}")
     runs.run_file(run_dir, runs.MODEL_FILE)  # a missing model is the first thing to report
@@ -27,8 +30,8 @@ def export_model(run_dir: Path, fmt: str, out: Path | None = None, *, overwrite:
         raise DltrainError(f"Keras model files must end in .keras, got '{out.name}'")
     if out.exists() and not overwrite:
         raise RunError(f"'{out}' already exists", hint="choose another --out or pass --overwrite")
+    model = load_run_model(run_dir, trust_code=trust_code)  # before anything is written
     out.parent.mkdir(parents=True, exist_ok=True)
-    model = load_run_model(run_dir)
     if fmt == "keras":
         runs.save_model(model, out)
     elif fmt == "weights":

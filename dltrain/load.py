@@ -9,6 +9,9 @@ from dltrain import data
 from dltrain.config import LoadedConfig, read_config
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedConfig:
-    """Load a config file: `extends`, `--set` overrides, `${...}` references (dataset facts included), validation."""
-    return read_config(path, overrides, describe=data.describe)
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
+                trust_code: bool = False) -> LoadedConfig:
+    """Load a config file: `extends`, `--set` overrides, `${...}` references (dataset facts included), validation.
+
+    `trust_code`: the user's word (--trust-code) that the code the config names may run (dltrain.trust)."""
+    return read_config(path, overrides, describe=data.describe, trust_code=trust_code)

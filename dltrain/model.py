@@ -11,6 +11,7 @@ from dltrain import data, registry
 from dltrain.compiling import build_augmentation, build_callbacks, compile_model
 from dltrain.config import LoadedConfig, layer_refs, split_spec
 from dltrain.errors import ConfigError, ModelBuildError, first_line
+from dltrain.trust import require_trust
 
 
 def input_shapes(loaded: LoadedConfig, dataset_shape: tuple[int, ...] | None) -> dict[str, tuple]:
@@ -53,6 +54,7 @@ def build_model(loaded: LoadedConfig, dataset_shape: tuple[int | None, ...] | No
     With `preprocessing` (a dataset's adapted Keras preprocessing, see data.Preprocessing), the model takes
     the dataset's raw examples and the config's layers are built on the preprocessed features.
     """
+    require_trust(loaded)  # safe_mode: false admits Lambda bytecode and SavedModel layers
     config = loaded.config
     tensors: dict[str, Any] = {}
     if preprocessing is not None:

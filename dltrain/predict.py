@@ -223,13 +223,16 @@ def class_probabilities(outputs: Any, num_classes: int | None) -> tuple[np.ndarr
     return None, []
 
 
-def predict(run_dir: Path, inputs: list[Path], *, best: bool = False, batch_size: int = 256) -> Predictions:
-    """Run a trained run's model (model.keras, or best.keras with `best`) on the given input files."""
+def predict(run_dir: Path, inputs: list[Path], *, best: bool = False, batch_size: int = 256,
+            trust_code: bool = False) -> Predictions:
+    """Run a trained run's model (model.keras, or best.keras with `best`) on the given input files.
+
+    `trust_code`: the user's word that the run's custom objects may be imported (dltrain.trust)."""
     from dltrain.saved import load_model
     from dltrain.best import BEST_FILE
     from dltrain.load import load_config
 
-    loaded = load_config(runs.run_file(run_dir, runs.CONFIG_FILE))
+    loaded = load_config(runs.run_file(run_dir, runs.CONFIG_FILE), trust_code=trust_code)
     model_file = runs.run_file(run_dir, BEST_FILE if best else runs.MODEL_FILE)
     dataset = json.loads(runs.run_file(run_dir, runs.DATASET_FILE).read_text())
     model = load_model(model_file, loaded)

@@ -17,6 +17,7 @@ import keras  # noqa: E402
 from dltrain.config import LoadedConfig, did_you_mean, split_spec
 from dltrain.errors import ConfigError, first_line
 from dltrain.runs import PYTHONPATH_FILE
+from dltrain.trust import require_trust
 from dltrain.config.yamlsource import Path_
 
 _MODULES: dict[str, ModuleType] = {
@@ -135,6 +136,7 @@ def custom_folders(loaded: LoadedConfig) -> list[str]:
 def custom_objects(loaded: LoadedConfig) -> dict[str, Any]:
     """The objects listed in `custom_objects`, imported, by name (also what `load_model` needs)."""
     if loaded.imported is None:  # once per config: lookups of every layer and metric come here
+        require_trust(loaded)  # before sys.path or any import changes
         loaded.imported = {ref.partition(":")[2]: _import(ref, loaded, ("custom_objects", i))
                            for i, ref in enumerate(loaded.config.custom_objects)}
     return loaded.imported

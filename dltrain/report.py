@@ -20,7 +20,8 @@ from dltrain.config import LoadedConfig
 from dltrain.errors import first_line
 from dltrain.load import load_config
 from dltrain.predict import class_probabilities
-from dltrain.saved import load_run_model
+from dltrain.saved import load_model
+from dltrain.trust import require_trust
 
 OVERRIDES_FILE = "overrides.txt"
 SUMMARY_FILE = "summary.txt"
@@ -166,17 +167,19 @@ class _Decoded:
         return data.examples(self.split, [index]).x[0]
 
 
-def redraw(run_dir: Path, *, test_plots: bool = True) -> list[Path]:
+def redraw(run_dir: Path, *, test_plots: bool = True, trust_code: bool = False) -> list[Path]:
     """`dltrain plot`: the curves from history.csv (also while training runs), then, for a run with a saved
-    model that is not training, the test-split plots."""
-
-    runs.run_file(run_dir, runs.CONFIG_FILE)
-    written = plots.draw_curves(run_dir)
+    model that is not training, the test-split plots (`trust_code`: dltrain.trust)."""
+    config_file = runs.run_file(run_dir, runs.CONFIG_FILE)
     info = runs.run_info(run_dir)
+    loaded = None
     if test_plots and info is not None and info.state != "running" and (run_dir / runs.MODEL_FILE).is_file():
-        loaded = load_config(run_dir / runs.CONFIG_FILE)
+        loaded = load_config(config_file, trust_code=trust_code)
+        require_trust(loaded)  # before anything is drawn: the command would stop half-way
+    written = plots.draw_curves(run_dir)
+    if loaded is not None:
         splits = data.load(loaded.config.dataset, loaded.config.seed)
-        model = load_run_model(run_dir)
+        model = load_model(run_dir / runs.MODEL_FILE, loaded)
         # Predictions stream through tf.data: a test folder of streamed files is never held in memory.
         outputs = model.predict(data.to_dataset(splits.test, loaded.config.training.batch_size), verbose=0)
         written += draw_test_plots(run_dir, splits, outputs)

@@ -11,10 +11,14 @@ from dltrain import registry, runs
 from dltrain.config import LoadedConfig
 from dltrain.errors import DltrainError, first_line
 from dltrain.load import load_config
+from dltrain.trust import require_trust
 
 
 def load_model(path: Path, loaded: LoadedConfig | None = None) -> keras.Model:
-    """Load a saved `.keras` model; safe_mode stays on unless the model's own config turned it off."""
+    """Load a saved `.keras` model; safe_mode stays on unless the model's own config turned it off
+    (and the user trusts that config: dltrain.trust)."""
+    if loaded is not None:
+        require_trust(loaded)
     custom = registry.custom_objects(loaded) if loaded is not None else {}
     safe = loaded.config.safe_mode if loaded is not None else True
     try:
@@ -24,7 +28,7 @@ def load_model(path: Path, loaded: LoadedConfig | None = None) -> keras.Model:
                            hint="is it a .keras file written by dltrain or Keras 3?") from None
 
 
-def load_run_model(run_dir: Path) -> keras.Model:
-    """The final model of a run folder, with the custom objects its config lists."""
-    loaded = load_config(runs.run_file(run_dir, runs.CONFIG_FILE))
+def load_run_model(run_dir: Path, *, trust_code: bool = False) -> keras.Model:
+    """The final model of a run folder, with the custom objects its config lists (`trust_code`: dltrain.trust)."""
+    loaded = load_config(runs.run_file(run_dir, runs.CONFIG_FILE), trust_code=trust_code)
     return load_model(runs.run_file(run_dir, runs.MODEL_FILE), loaded)

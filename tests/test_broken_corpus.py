@@ -1,8 +1,9 @@
 """The corpus in tests/broken/: each config is wrong in one way and must produce one exact message.
 
 A case file ends with `# expect:` lines (the message `dltrain check` prints after "error: "; `{file}` is
-the case's path, `{dir}` its folder) and may start with `# set:` lines (overrides). Files starting with `_`
-are bases that cases extend."""
+the case's path, `{dir}` its folder) and may start with `# set:` lines (overrides) and a `# trust-code`
+line (check with --trust-code: the mistake lies past the consent a config's code needs). Files starting
+with `_` are bases that cases extend."""
 
 from __future__ import annotations
 
@@ -22,12 +23,13 @@ BROKEN = Path(__file__).parent / "broken"
 CASES = sorted(BROKEN.glob("[!_]*.yaml"))
 
 
-def _read_case(path: Path) -> tuple[list[str], str]:
+def _read_case(path: Path) -> tuple[list[str], list[str], str]:
     lines = path.read_text().splitlines()
     overrides = [line.split(":", 1)[1].strip() for line in lines if line.startswith("# set:")]
+    trust = ["--trust-code"] if "# trust-code" in lines else []
     expected = "\n".join(line.removeprefix("# expect: ") for line in lines if line.startswith("# expect: "))
     rel = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
-    return overrides, expected.replace("{file}", str(rel)).replace("{dir}", str(rel.parent))
+    return overrides, trust, expected.replace("{file}", str(rel)).replace("{dir}", str(rel.parent))
 
 
 @pytest.fixture(autouse=True)
@@ -37,13 +39,13 @@ def _from_project_root(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_corpus_is_large():
     assert len(CASES) >= 40
-    assert all(_read_case(case)[1] for case in CASES), "every case states its message"
+    assert all(_read_case(case)[-1] for case in CASES), "every case states its message"
 
 
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
 def test_broken_config_gives_its_exact_message(path: Path):
-    overrides, expected = _read_case(path)
-    args = ["check", str(path.relative_to(Path.cwd()))] + [a for o in overrides for a in ("--set", o)]
+    overrides, trust, expected = _read_case(path)
+    args = ["check", str(path.relative_to(Path.cwd()))] + [a for o in overrides for a in ("--set", o)] + trust
     result = CliRunner().invoke(app, args)
     assert isinstance(result.exception, SystemExit), result.exception  # no traceback, ever
     assert result.exit_code == 1
@@ -61,7 +63,7 @@ from dltrain.load import load_config
 from dltrain.errors import ConfigError
 found = {{}}
 for path in CASES:
-    overrides, expected = _read_case(path)
+    overrides, _, expected = _read_case(path)
     try:
         load_config(path.relative_to(__import__('pathlib').Path.cwd()), overrides)
     except ConfigError as error:

@@ -28,8 +28,8 @@ def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def train(config: Path, out: Path) -> Path:
-    result = invoke("train", config, "--output-dir", out, "--no-progress")
+def train(config: Path, out: Path, *options: str) -> Path:
+    result = invoke("train", config, "--output-dir", out, "--no-progress", *options)
     assert result.exit_code == 0, result.output
     return Path(re.search(r"^run folder: (.+)$", result.stdout.strip(), re.M).group(1))
 
@@ -139,15 +139,15 @@ def custom_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_custom_objects_train_reload_and_export(custom_module: Path, tmp_path: Path):
     config = custom_module / "custom.yaml"
     config.write_text(CUSTOM)
-    run = train(config, tmp_path / "out")
+    run = train(config, tmp_path / "out", "--trust-code")
     assert (run / "pythonpath.txt").read_text() == f"{custom_module}\n"
     sys.modules.pop("my_blocks", None)
     sys.path.remove(str(custom_module))  # the run folder alone must find the module again
-    result = invoke("evaluate", run, "--json")
+    result = invoke("evaluate", run, "--json", "--trust-code")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["accuracy"] == pytest.approx(
         json.loads((run / "metrics.json").read_text())["test"]["accuracy"])
-    result = invoke("save", run, "--format", "keras", "--out", tmp_path / "m.keras")
+    result = invoke("save", run, "--format", "keras", "--out", tmp_path / "m.keras", "--trust-code")
     assert result.exit_code == 0, result.output
     from my_blocks import Scale, focal
 
@@ -160,12 +160,12 @@ def test_custom_object_errors(custom_module: Path):
     config = custom_module / "custom.yaml"
     config.write_text(CUSTOM.replace("loss: focal", "loss: Scale"))
     with pytest.raises(ConfigError) as info:
-        check(load_config(config))
+        check(load_config(config, trust_code=True))
     assert str(info.value).endswith(
         "loss: custom object 'Scale' is a layer, not a loss (a loss here must subclass keras.losses.Loss)")
     config.write_text(CUSTOM.replace("my_blocks:focal", "my_blocks:focall"))
     with pytest.raises(ConfigError) as info:
-        check(load_config(config))
+        check(load_config(config, trust_code=True))
     assert str(info.value).endswith("custom_objects[1]: 'my_blocks' has no 'focall' (did you mean 'focal'?)")
 
 
@@ -175,11 +175,11 @@ def test_lambda_needs_safe_mode_off_and_a_listed_function(custom_module: Path, t
     config = custom_module / "lambda.yaml"
     config.write_text(text)
     with pytest.raises(ConfigError, match="Lambda runs arbitrary Python code, so configs refuse it"):
-        check(load_config(config))
+        check(load_config(config, trust_code=True))
     config.write_text(text + "safe_mode: false\n")
-    run = train(config, tmp_path / "out")
+    run = train(config, tmp_path / "out", "--trust-code")
     # a Lambda's bytecode can only be reloaded with safe_mode off, which the run's config says
-    assert invoke("evaluate", run).exit_code == 0
+    assert invoke("evaluate", run, "--trust-code").exit_code == 0
     with pytest.raises(DltrainError, match="cannot load model"):
         from dltrain.saved import load_model
 

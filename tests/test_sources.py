@@ -138,11 +138,11 @@ def test_bad_arrays_are_clear_errors(tmp_path: Path):
                                         r"Python objects\)$"):
         data.load(DatasetConfig(path=str(tmp_path / "objects.npz"), test_split=0.5), 0)
 
-    np.savez(tmp_path / "d.npz", x=np.zeros((10, 2)), y=np.arange(10))
+    np.savez(tmp_path / "d.npz", x=np.zeros((2, 2)), y=np.arange(2))
     with pytest.raises(DataError) as error:
-        data.load(DatasetConfig(path=str(tmp_path / "d.npz")), 0)
-    assert str(error.value) == ("dataset: 'd' has no test split (add 'test_split: 0.2' under 'dataset', or a "
-                                "'test:' source with its own path)")
+        data.load(DatasetConfig(path=str(tmp_path / "d.npz")), 0)  # 0.2 of 2 examples is none
+    assert str(error.value) == ("dataset: 'd' has 2 examples, too few to carve a test split from (add examples, or "
+                                "a 'test:' source with its own path)")
     with pytest.raises(DataError) as error:
         data.load(DatasetConfig(path=str(tmp_path / "missing.npz")), 0)
     assert str(error.value) == (f"dataset.path: dataset path '{tmp_path / 'missing.npz'}' not found (check the "

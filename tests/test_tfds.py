@@ -94,12 +94,14 @@ def test_not_prepared_offline_says_where_it_looked(tmp_path: Path):
         "data_dir to DIR's copy here)")
 
 
-def test_a_prepared_dataset_is_read_and_a_missing_test_split_asked_for(tiny_dir: Path):
+def test_a_prepared_dataset_is_read_and_a_missing_test_split_carved(tiny_dir: Path):
     config = tfds_config("dltrain_tiny", data_dir=str(tiny_dir))
     info = data.describe(config)
     assert (info.input_shape, info.num_classes, info.class_names) == ((4,), 2, ["low", "high"])
-    assert error_of(config) == ("dataset: 'dltrain_tiny' has no test split (add 'test_split: 0.2' under 'dataset', "
-                                "or a 'test:' source with its own path)")
+    splits = data.load(config, seed=0)  # no test split of its own: the default one
+    assert splits.info.sizes == {"train": 29, "validation": 3, "test": 8} and splits.info.test_split == 0.2
+    assert splits.info.notes == ["'dltrain_tiny' has no test split of its own: test_split 0.2 of it is carved from "
+                                 "the seed (set dataset.test_split, or a dataset.test source, to choose)"]
     splits = data.load(config.model_copy(update={"test_split": 0.25}), seed=0)
     assert splits.info.sizes == {"train": 27, "validation": 3, "test": 10}
     x = np.concatenate([splits.train.x, splits.val.x, splits.test.x])

@@ -11,13 +11,14 @@ The face the rest of dltrain imports; each piece lives in its own module:
   schema      the whole file's sections
   messages    pydantic's errors in the user's words
   graph       `inputs:` / `outputs:` checked as a graph
+  split_sources  a `validation:` / `test:` source's own keys, checked against the training data's
   loaded      a validated config with where each key was written
   read        all of the above, in order
   explain     where each resolved value came from
 """
 
 from dltrain.config.compose import apply_override, parse_key_path
-from dltrain.config.dataset import DatasetConfig, SourceConfig
+from dltrain.config.dataset import DEFAULT_TEST_SPLIT, DatasetConfig, SourceConfig
 from dltrain.config.fields import Section, Spec, split_spec
 from dltrain.config.formats import (BUILTIN_NAMES, DATASET_NAMES, FORMATS, IMAGE_SUFFIXES, SOURCE_KEYS, absolute_path,
                                     infer_format)
@@ -27,7 +28,7 @@ from dltrain.config.loaded import LoadedConfig, data_errors_located
 from dltrain.config.read import Describe, read_config, validate
 from dltrain.config.schema import Config, MlflowConfig, ModelConfig, TrackingConfig, TrainingConfig
 
-__all__ = ["BUILTIN_NAMES", "DATASET_NAMES", "FORMATS", "IMAGE_SUFFIXES", "SOURCE_KEYS", "Config", "DatasetConfig",
+__all__ = ["BUILTIN_NAMES", "DATASET_NAMES", "DEFAULT_TEST_SPLIT", "FORMATS", "IMAGE_SUFFIXES", "SOURCE_KEYS", "Config", "DatasetConfig",
            "Describe", "LoadedConfig", "MlflowConfig", "ModelConfig", "Section", "SourceConfig", "Spec",
            "TrackingConfig", "TrainingConfig", "absolute_path", "apply_override", "check_graph",
            "data_errors_located", "did_you_mean", "infer_format", "layer_refs", "parse_key_path", "read_config",

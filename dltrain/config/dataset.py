@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -12,13 +12,43 @@ from dltrain.config.formats import DATASET_NAMES, FORMATS, SOURCE_KEYS, absolute
 from dltrain.config.hints import did_you_mean
 
 
+# The test split a source without one gets (Ludwig's default split is 70/10/20): carved from the seed like
+# the validation split, and written into the run's config.yaml.
+DEFAULT_TEST_SPLIT = 0.2
+
+# Keys a source of its own (`validation:`, `test:`) takes as well as the main source: their types.
+Task = Literal["classification", "regression"]
+ImageSize = Annotated[list[int], Field(min_length=2, max_length=2)]
+ColorMode = Literal["grayscale", "rgb", "rgba"]
+Interpolation = Literal["bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic"]
+ClassNames = Annotated[list[str], Field(min_length=2)]
+MaxTokens = Annotated[int, Field(ge=2)]
+Positive = Annotated[int, Field(ge=1)]
+OutputMode = Literal["int", "multi_hot", "count", "tf_idf"]
+
+
 class SourceConfig(Section):
-    """Another file or folder in the same format: an explicit `validation:` or `test:` source."""
+    """An explicit `validation:` or `test:` source: its own path, and the keys of its format where it sets
+    them (unset, they are the main source's). config/split_sources.py checks them against the training data's."""
 
     path: str
     format: str | None = None
     features: str | list[str] | None = None
     label: str | None = None
+    task: Task | None = None
+    image_size: ImageSize | None = None
+    color_mode: ColorMode | None = None
+    interpolation: Interpolation | None = None
+    crop_to_aspect_ratio: bool | None = None
+    class_names: ClassNames | None = None
+    max_tokens: MaxTokens | None = None
+    output_sequence_length: Positive | None = None
+    output_mode: OutputMode | None = None
+    ngrams: Positive | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """The keys this source sets itself, path included; every other key is the main source's."""
+        return {key: getattr(self, key) for key in self.model_fields_set if getattr(self, key) is not None}
 
     @field_validator("path")
     @classmethod
@@ -53,8 +83,9 @@ class DatasetConfig(Section):
     # Arrays and tables: which arrays or columns hold the features and the labels.
     features: str | list[str] | None = None
     label: str | None = None
-    task: Literal["classification", "regression"] | None = None
+    task: Task | None = None
     validation_split: float = Field(0.1, ge=0.0, lt=1.0)
+    # None: the source's own test split, else DEFAULT_TEST_SPLIT (the run's config.yaml then says so).
     test_split: float | None = Field(None, gt=0.0, lt=1.0)
     validation: SourceConfig | None = None
     test: SourceConfig | None = None
@@ -65,19 +96,18 @@ class DatasetConfig(Section):
     input_shape: list[int] | None = None
     num_classes: int | None = Field(None, ge=2)
     # Image folders (keras.utils.image_dataset_from_directory's arguments and defaults).
-    image_size: list[int] = Field(default_factory=lambda: [256, 256], min_length=2, max_length=2)
-    color_mode: Literal["grayscale", "rgb", "rgba"] = "rgb"
-    interpolation: Literal["bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian",
-                           "mitchellcubic"] = "bilinear"
+    image_size: ImageSize = Field(default_factory=lambda: [256, 256])
+    color_mode: ColorMode = "rgb"
+    interpolation: Interpolation = "bilinear"
     crop_to_aspect_ratio: bool = False
     # Text folders: which class folders to read, in label order (Keras's `class_names`: a subset
     # of the folders, e.g. aclImdb/train's neg and pos without unsup). None: every folder, sorted by name.
-    class_names: list[str] | None = Field(None, min_length=2)
+    class_names: ClassNames | None = None
     # Text folders and TFDS text datasets (keras.layers.TextVectorization's arguments).
-    max_tokens: int | None = Field(None, ge=2)
-    output_sequence_length: int | None = Field(None, ge=1)
-    output_mode: Literal["int", "multi_hot", "count", "tf_idf"] = "int"
-    ngrams: int | None = Field(None, ge=1)
+    max_tokens: MaxTokens | None = None
+    output_sequence_length: Positive | None = None
+    output_mode: OutputMode = "int"
+    ngrams: Positive | None = None
     # imdb and reuters (keras.datasets' arguments): vocabulary size and sequence length. As in Keras,
     # `maxlen` leaves out sequences of maxlen tokens or more; the rest are padded to maxlen. Without it
     # every sequence is padded or cut to its last 200 tokens (builtins.DEFAULT_MAXLEN).

@@ -36,6 +36,9 @@ class LoadedConfig:
     written: dict[str, Any] = field(default_factory=dict)
     # The `--set` overrides, as given (a run folder keeps them in overrides.txt).
     overrides: list[str] = field(default_factory=list)
+    # Whether the user trusts the config's code (--trust-code): without it, nothing it names is imported and
+    # no model is loaded with safe_mode off (dltrain.trust.require_trust).
+    trust_code: bool = False
     # `custom_objects`, once imported (registry.custom_objects): every Keras name lookup consults them.
     imported: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 

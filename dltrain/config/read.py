@@ -17,6 +17,7 @@ from dltrain.config.loaded import LoadedConfig, data_errors_located
 from dltrain.config.messages import to_config_error
 from dltrain.config.references import DATA_FACTS, Resolver
 from dltrain.config.schema import Config
+from dltrain.config.split_sources import check_split_sources
 from dltrain.config.yamlsource import Path_, SourceMap, dotted
 from dltrain.errors import ConfigError
 
@@ -99,14 +100,16 @@ def validate(data: dict[str, Any], source: SourceMap, path: Path,
         config.seed = secrets.randbelow(2**31)
     loaded = LoadedConfig(config, source, path, references or {}, written)
     check_graph(loaded)
+    check_split_sources(loaded)
     return loaded
 
 
 def read_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
-                describe: Describe | None = None) -> LoadedConfig:
+                describe: Describe | None = None, trust_code: bool = False) -> LoadedConfig:
     """Read a config file: resolve `extends`, apply `--set` overrides and `${...}` references, validate.
 
-    `describe` answers `${dataset.*}` references; dltrain.load.load_config passes the data layer's."""
+    `describe` answers `${dataset.*}` references; dltrain.load.load_config passes the data layer's.
+    `trust_code` is the user's word that the code the config names may run (dltrain.trust)."""
     path = Path(path)
     data, source = load_file(path, (path.resolve(),))
     data = copy.deepcopy(data)
@@ -115,4 +118,5 @@ def read_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *
     references = resolve_references(data, source, path, describe)
     loaded = validate(data, source, path, references)
     loaded.overrides = list(overrides)
+    loaded.trust_code = trust_code
     return loaded

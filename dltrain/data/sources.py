@@ -5,10 +5,11 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
-from dltrain.config import BUILTIN_NAMES, FORMATS, DatasetConfig, SourceConfig
+from dltrain.config import BUILTIN_NAMES, DEFAULT_TEST_SPLIT, FORMATS, DatasetConfig, SourceConfig
 from dltrain.data.types import AnySplit, DatasetInfo, FileSplit, Split, Splits, feature_count
 from dltrain.errors import DataError
 
@@ -42,12 +43,8 @@ def describe(config: DatasetConfig) -> DatasetInfo:
 
 
 def _nested(config: DatasetConfig, source: SourceConfig) -> DatasetConfig:
-    """An explicit validation or test source: the dataset's own settings with another path."""
-    return config.model_copy(update={
-        "path": source.path, "format": source.format or config.format,
-        "features": source.features if source.features is not None else config.features,
-        "label": source.label if source.label is not None else config.label,
-        "validation": None, "test": None, "test_split": None})
+    """An explicit validation or test source: the dataset's settings, with its path and the keys it sets."""
+    return config.model_copy(update={**source.settings(), "validation": None, "test": None, "test_split": None})
 
 
 def _read_other(config: DatasetConfig, source: SourceConfig, which: str, seed: int, info: DatasetInfo) -> AnySplit:
@@ -63,6 +60,14 @@ def _read_other(config: DatasetConfig, source: SourceConfig, which: str, seed: i
                         hint="both sources need the same class folders (or the same label values)")
     _check_lengths(read.train, which)
     return read.train
+
+
+def same_test_split(config: DatasetConfig, started: dict[str, Any]) -> None:
+    """Give `config` the test_split a run wrote for its source without one (DEFAULT_TEST_SPLIT) when `config`
+    leaves it out: both mean the same split, and a resume compares the two configs."""
+    if config.test is None and config.test_split is None and config.kind not in BUILTIN_NAMES \
+            and started.get("test_split") == DEFAULT_TEST_SPLIT:
+        config.test_split = DEFAULT_TEST_SPLIT
 
 
 def _carve(split: AnySplit, fraction: float, rng: np.random.Generator) -> tuple[AnySplit, AnySplit | None]:
@@ -111,15 +116,20 @@ def load(config: DatasetConfig, seed: int) -> Splits:
         train = train.take(keep)
     if config.test is not None:
         test = _read_other(config, config.test, "test", seed, info)
-    elif config.test_split is not None and kind not in BUILTIN_NAMES:
+    elif kind not in BUILTIN_NAMES and (config.test_split is not None or test is None):
         # (A built-in that takes test_split, california_housing and reuters, passed it to Keras's own split.)
         if test is not None:
             raise DataError(f"'{info.name}' has its own test split; test_split would carve another",
                             key="dataset.test_split", hint="remove test_split")
-        train, test = _carve(train, config.test_split, np.random.default_rng([seed, 1]))
+        fraction = config.test_split or DEFAULT_TEST_SPLIT
+        train, test = _carve(train, fraction, np.random.default_rng([seed, 1]))
+        if config.test_split is None and test is not None:
+            info.notes.append(f"'{info.name}' has no test split of its own: test_split {fraction} of it is carved "
+                              "from the seed (set dataset.test_split, or a dataset.test source, to choose)")
+            info.test_split = fraction
     if test is None:
-        raise DataError(f"'{info.name}' has no test split", key="dataset",
-                        hint="add 'test_split: 0.2' under 'dataset', or a 'test:' source with its own path")
+        raise DataError(f"'{info.name}' has {len(train)} examples, too few to carve a test split from", key="dataset",
+                        hint="add examples, or a 'test:' source with its own path")
     if config.validation is not None:
         val = _read_other(config, config.validation, "validation", seed, info)
     else:

@@ -24,6 +24,9 @@ class DatasetInfo:
     # The raw inputs of a dataset with named features (CSV columns, named arrays); None for one array.
     features: list[str] | None = None
     notes: list[str] = field(default_factory=list)
+    # The test_split carved because the config gave none and the source has no test split (the run's
+    # config.yaml records it); None otherwise.
+    test_split: float | None = None
 
     @property
     def task(self) -> str:

@@ -10,17 +10,19 @@ from dltrain.errors import DltrainError
 from dltrain.load import load_config
 from dltrain.saved import load_model
 from dltrain.training.result import TrainingError
+from dltrain.trust import require_trust
 
 
 def evaluate(run_dir: Path | None = None, *, model_path: Path | None = None,
-             config_path: Path | None = None) -> dict[str, float]:
-    """Score a saved model on the test split of its config's dataset."""
+             config_path: Path | None = None, trust_code: bool = False) -> dict[str, float]:
+    """Score a saved model on the test split of its config's dataset (`trust_code`: dltrain.trust)."""
     if run_dir is not None:
         config_path = runs.run_file(run_dir, runs.CONFIG_FILE)
         model_path = runs.run_file(run_dir, runs.MODEL_FILE)
     if model_path is None or config_path is None:
         raise DltrainError("give a run folder, or both --model and --config")
-    loaded = load_config(config_path)
+    loaded = load_config(config_path, trust_code=trust_code)
+    require_trust(loaded)  # before the data is read: the model could not be loaded anyway
     with loaded.located():
         shape = data.describe(loaded.config.dataset).input_shape
         splits = data.load(loaded.config.dataset, loaded.config.seed)

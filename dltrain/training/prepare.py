@@ -18,6 +18,7 @@ from dltrain.errors import ModelBuildError, first_line
 from dltrain.fused import fuse_batch_norm
 from dltrain.model import build_model
 from dltrain.training.result import TrainingError
+from dltrain.trust import require_trust
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Prepared:
 def prepare(loaded: LoadedConfig) -> Prepared:
     """Seed, load the data, build and compile the model, and check the loss on two examples."""
     config = loaded.config
+    require_trust(loaded)  # before the data is read: the model could not be built anyway
     tracking.check_installed(loaded)
     with loaded.located():
         shape = data.describe(config.dataset).input_shape
@@ -41,6 +43,8 @@ def prepare(loaded: LoadedConfig) -> Prepared:
     keras.utils.set_random_seed(config.seed)
     with loaded.located():
         splits = data.load(config.dataset, config.seed)
+        if splits.info.test_split is not None:  # the default a source without a test split got: the run says so
+            config.dataset.test_split = splits.info.test_split
         if config.training.cache is True:
             data.check_memory_cache(splits.train, [splits.val, splits.test])
     with dtype_policy(config.training.mixed_precision):  # layers take the policy when they are built

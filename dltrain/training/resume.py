@@ -11,18 +11,21 @@ import yaml
 
 from dltrain import checkpoint, report, runs
 from dltrain.config import LoadedConfig
+from dltrain.data.sources import same_test_split
 from dltrain.errors import RunError
 from dltrain.load import load_config
 from dltrain.training.fit import fit
 from dltrain.training.prepare import prepare
 from dltrain.training.result import TrainResult
+from dltrain.trust import require_trust
 
 
 def resume(run_dir: Path, loaded: LoadedConfig | None = None, *, force: bool = False, progress: bool = True,
-           callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
+           callbacks: Sequence[keras.callbacks.Callback] = (), trust_code: bool = False) -> TrainResult:
     """Continue an interrupted run from its last checkpoint, with its own config or (`loaded`) a given one.
 
-    A config that differs from the one the run started with is refused unless `force`.
+    A config that differs from the one the run started with is refused unless `force`. `trust_code` applies
+    to the run's own config (a given `loaded` carries its own word: dltrain.trust).
     """
     config_file = runs.run_file(run_dir, runs.CONFIG_FILE)
     info = runs.run_info(run_dir)
@@ -34,9 +37,11 @@ def resume(run_dir: Path, loaded: LoadedConfig | None = None, *, force: bool = F
     notes = list(last.notes) if last else []
     started_with = last.config if last else yaml.safe_load(config_file.read_text())
     if loaded is None:
-        loaded = load_config(config_file)
+        loaded = load_config(config_file, trust_code=trust_code)
     elif ("seed",) not in loaded.source.positions and isinstance(started_with.get("seed"), int):
         loaded.config.seed = started_with["seed"]  # a config without a seed continues with the run's seed
+    require_trust(loaded)  # first: without it the run cannot continue, whatever else is said
+    same_test_split(loaded.config.dataset, started_with.get("dataset") or {})
     changes = runs.changed_keys(started_with, loaded.resolved())
     if changes:
         listed = ", ".join(f"{key} ({old} -> {new})" for key, old, new in changes)
