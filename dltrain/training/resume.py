@@ -54,12 +54,24 @@ def resume(run_dir: Path, loaded: LoadedConfig | None = None, *, force: bool = F
                        hint=f"to train longer: dltrain train {config_file} --resume {run_dir} "
                             f"--set training.epochs={epochs + 5} --force")
     prepared = prepare(loaded)
+    distribution = prepared.distribution
     if last is not None:
-        checkpoint.restore(prepared.model, last)
-    if changes:
-        runs.atomic_write_yaml(config_file, loaded.resolved())
-    report.write_resume(run_dir, loaded, bool(changes))
-    result = fit(loaded, prepared, run_dir, last, progress=progress, callbacks=callbacks)
+        with distribution.scope():  # the optimizer's variables are created here, mirrored like the model's
+            checkpoint.restore(prepared.model, last)
+    if distribution.is_chief:
+        if changes:
+            runs.atomic_write_yaml(config_file, loaded.resolved())
+        report.write_resume(run_dir, loaded, bool(changes), distribution.describe())
+    try:
+        result = distribution.finished(fit(loaded, prepared, distribution.work_folder(run_dir), last,
+                                           progress=progress, callbacks=callbacks))
+    except Exception as error:
+        ending = distribution.failed(error)
+        if ending is error:
+            raise
+        raise ending from None
+    finally:
+        distribution.release()
     result.resumed_from = done
     result.notes = notes + result.notes
     return result
