@@ -143,3 +143,21 @@ def test_workers_all_finishing_is_status_0(tmp_path: Path, monkeypatch):
     script = tmp_path / "worker.py"
     script.write_text("import json, os\nassert len(json.loads(os.environ['TF_CONFIG'])['cluster']['worker']) == 3\n")
     assert run_workers([], 3, echo=print, program=[sys.executable, str(script)]) == 0
+
+
+def test_multi_worker_on_an_untested_keras_is_refused_before_any_server_starts(write_config, monkeypatch):
+    import tensorflow as tf
+
+    from dltrain.distribute import keras_fix
+
+    def no_server(*args, **kwargs):
+        raise AssertionError("a server was started")
+
+    monkeypatch.setattr(tf.distribute, "MultiWorkerMirroredStrategy", no_server)
+    monkeypatch.setattr(keras_fix, "TESTED", ("0.0.",))
+    monkeypatch.setenv("TF_CONFIG", tf_config(WORKERS, "worker", 0))
+    result = CliRunner().invoke(app, ["train", str(write_config(SYNTHETIC)), "--no-progress"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: distribute.strategy: multi-worker training needs dltrain's fix for "
+                                    f"keras#20585, which was tested with Keras 0.0.x, not Keras "
+                                    f"{keras_fix.keras.__version__} (")

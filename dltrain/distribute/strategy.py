@@ -108,8 +108,9 @@ class Distribution:
             shutil.rmtree(self._folders.pop(), ignore_errors=True)
 
     def finished(self, result: Any) -> Any:
-        """A TrainResult that says, for a worker that is not the chief, which worker it was."""
+        """A TrainResult with this strategy's notes, that says, for a worker that is not the chief, which it was."""
         result.role = self.role
+        result.notes = [*self.notes, *result.notes]
         return result
 
     def failed(self, error: Exception) -> Exception:
