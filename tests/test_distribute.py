@@ -161,3 +161,11 @@ def test_multi_worker_on_an_untested_keras_is_refused_before_any_server_starts(w
     assert result.stderr.startswith("error: distribute.strategy: multi-worker training needs dltrain's fix for "
                                     f"keras#20585, which was tested with Keras 0.0.x, not Keras "
                                     f"{keras_fix.keras.__version__} (")
+
+
+def test_a_worker_that_cannot_see_the_run_folder_is_told_to_share_it(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", tf_config(WORKERS, "worker", 1))
+    result = CliRunner().invoke(app, ["resume", str(tmp_path / "elsewhere"), "--no-progress"])
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: run folder '{tmp_path / 'elsewhere'}' not found on worker:1 (to resume, every "
+                             "worker reads the chief's run folder: put --output-dir on a volume all workers share)\n")

@@ -7,10 +7,12 @@ found before one does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Literal, Mapping
 
 from dltrain.config import LoadedConfig
 from dltrain.distribute.cluster import ENV, EXAMPLE, Cluster, DistributeError, from_environment
+from dltrain.errors import RunError
 
 
 def gpu_count() -> int:
@@ -56,3 +58,14 @@ def plan(loaded: LoadedConfig, environ: Mapping[str, str] | None = None,
     if gpus() >= 2:
         return Plan("mirrored")
     return Plan("none")
+
+
+def check_run_folder(run_dir: Path, environ: Mapping[str, str] | None = None) -> None:
+    """A RunError for a worker of a cluster that cannot see the run folder it is asked to resume."""
+    if run_dir.is_dir():
+        return
+    cluster = from_environment(environ)
+    if cluster is not None and cluster.size > 1:
+        raise RunError(f"run folder '{run_dir}' not found on {cluster.name}",
+                       hint="to resume, every worker reads the chief's run folder: put --output-dir on a volume "
+                            "all workers share")

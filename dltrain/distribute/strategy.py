@@ -27,7 +27,8 @@ from dltrain.distribute.plan import Plan
 from dltrain.errors import DltrainError, RunDiverged, RunInterrupted
 
 _KEY = ("distribute", "devices")
-_RESTART = "restart every worker with --resume RUN_DIR (the chief's run folder): the run continues from its last checkpoint"
+_RESTART = ("restart every worker with --resume RUN_DIR (the chief's run folder): the run continues from its "
+            "last checkpoint")
 
 
 @dataclass
@@ -150,6 +151,9 @@ def start(loaded: LoadedConfig, plan: Plan) -> Distribution:
     else:
         devices = _mirrored_devices(loaded, plan.devices)
         distribution = Distribution(plan, tf.distribute.MirroredStrategy(devices))
+        if devices is None:
+            distribution.notes.append("strategy mirrored found no GPU: training on the CPU alone (name CPU devices "
+                                      "in distribute.devices to split it)")
         if distribution.replicas > 1 and keras_fix.tested():
             keras_fix.apply()
     steps = loaded.config.training.steps_per_execution
@@ -169,8 +173,8 @@ def _mirrored_devices(loaded: LoadedConfig, devices: tuple[str, ...] | None) -> 
     for i, device in enumerate(devices):
         kind, index = device.split(":")
         if kind == "GPU" and int(index) >= gpus:
-            raise loaded.error(DistributeError, (*_KEY, i), f"there is no {device}: this machine has "
-                               + (f"{gpus} GPU{'s' if gpus > 1 else ''} (GPU:0 to GPU:{gpus - 1})" if gpus else "no GPU"),
+            has = f"{gpus} GPU{'s' if gpus > 1 else ''} (GPU:0 to GPU:{gpus - 1})" if gpus else "no GPU"
+            raise loaded.error(DistributeError, (*_KEY, i), f"there is no {device}: this machine has {has}",
                                hint="name the GPUs it has, or CPU devices (CPU:0, CPU:1, ...)")
     cpus = max((int(d.split(":")[1]) + 1 for d in devices if d.startswith("CPU:")), default=0)
     if cpus > 1:

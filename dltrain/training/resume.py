@@ -11,6 +11,7 @@ import yaml
 
 from dltrain import checkpoint, report, runs
 from dltrain.config import LoadedConfig
+from dltrain.distribute.plan import check_run_folder
 from dltrain.errors import RunError
 from dltrain.load import load_config
 from dltrain.training.fit import fit
@@ -24,6 +25,7 @@ def resume(run_dir: Path, loaded: LoadedConfig | None = None, *, force: bool = F
 
     A config that differs from the one the run started with is refused unless `force`.
     """
+    check_run_folder(run_dir)  # a worker of a cluster resumes from the chief's folder
     config_file = runs.run_file(run_dir, runs.CONFIG_FILE)
     info = runs.run_info(run_dir)
     status = runs.read_status(run_dir) or {}
