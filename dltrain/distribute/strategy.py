@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ContextManager
+from typing import Any, ContextManager, Iterator
 
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import tensorflow as tf
@@ -127,6 +127,19 @@ class Distribution:
             return reworded
         error.message = f"{role}: {error.message}"
         return error
+
+    @contextlib.contextmanager
+    def taking_part(self) -> Iterator[None]:
+        """Around a fit: a worker's errors say that the run is the chief's, and its temporary folders go at the end."""
+        try:
+            yield
+        except Exception as error:
+            ending = self.failed(error)
+            if ending is error:
+                raise
+            raise ending from None
+        finally:
+            self.release()
 
     def describe(self) -> dict[str, Any]:
         """What env.json records: the strategy, its replicas and devices, and the cluster."""

@@ -64,16 +64,9 @@ def resume(run_dir: Path, loaded: LoadedConfig | None = None, *, force: bool = F
         if changes:
             runs.atomic_write_yaml(config_file, loaded.resolved())
         report.write_resume(run_dir, loaded, bool(changes), distribution.describe())
-    try:
+    with distribution.taking_part():
         result = distribution.finished(fit(loaded, prepared, distribution.work_folder(run_dir), last,
                                            progress=progress, callbacks=callbacks))
-    except Exception as error:
-        ending = distribution.failed(error)
-        if ending is error:
-            raise
-        raise ending from None
-    finally:
-        distribution.release()
     result.resumed_from = done
     result.notes = notes + result.notes
     return result

@@ -24,7 +24,7 @@ def train(loaded: LoadedConfig, output_dir: Path = Path("outputs"), *, progress:
     distribution = prepared.distribution
     # Only the chief writes the run folder; another worker writes the same files into a temporary one.
     run_dir = distribution.new_run_folder(output_dir, loaded.config.name)
-    try:
+    with distribution.taking_part():
         runs.atomic_write_yaml(run_dir / runs.CONFIG_FILE, loaded.resolved())
         runs.atomic_write_json(run_dir / runs.DATASET_FILE, prepared.splits.info.to_json())
         if loaded.config.custom_objects:
@@ -32,10 +32,3 @@ def train(loaded: LoadedConfig, output_dir: Path = Path("outputs"), *, progress:
                                    "".join(f + "\n" for f in registry.custom_folders(loaded)))
         report.write_start(run_dir, loaded, prepared.model, distribution.describe())
         return distribution.finished(fit(loaded, prepared, run_dir, None, progress=progress, callbacks=callbacks))
-    except Exception as error:
-        ending = distribution.failed(error)
-        if ending is error:
-            raise
-        raise ending from None
-    finally:
-        distribution.release()
