@@ -27,6 +27,9 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
+WorkersOption = typer.Option(None, "--workers", min=1, metavar="N",
+                             help="Try multi-worker training here: start N local worker processes, each with a "
+                                  "TF_CONFIG on free localhost ports; show the chief's progress.")
 SetOption = typer.Option(None, "--set", metavar="KEY.PATH=VALUE",
                          help="Override a config value, typed like the field (repeatable).")
 # Configs and run folders may come from others: the code they name runs only with the user's word.
@@ -84,8 +87,14 @@ def train(
                                               help="Continue this interrupted run with CONFIG instead of starting one."),
     force: bool = typer.Option(False, "--force", help="With --resume: accept a config that differs from the run's."),
     trust_code: bool = TrustOption,
+    workers: Optional[int] = WorkersOption,
 ) -> None:
     """Train the model a config describes, evaluate it, and save everything in a new run folder."""
+    if workers is not None:
+        arguments = ["train", str(config), *(a for s in set_ or [] for a in ("--set", s)), "--output-dir",
+                     str(output_dir), "--progress" if progress else "--no-progress"]
+        arguments += ["--resume", str(resume_dir)] if resume_dir is not None else []
+        _run_workers(arguments + (["--force"] if force else []) + (["--trust-code"] if trust_code else []), workers)
     from dltrain.load import load_config
 
     loaded = load_config(config, set_ or [], trust_code=trust_code)
@@ -105,11 +114,25 @@ def resume(
     force: bool = typer.Option(False, "--force", help="Resume even if the run's config.yaml was edited."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show live progress bars."),
     trust_code: bool = TrustOption,
+    workers: Optional[int] = WorkersOption,
 ) -> None:
     """Continue an interrupted run from its last checkpoint; it needs nothing but the run folder."""
+    if workers is not None:
+        _run_workers(["resume", str(run_dir), *(["--force"] if force else []),
+                      *(["--trust-code"] if trust_code else []), "--progress" if progress else "--no-progress"],
+                     workers)
     from dltrain import training
 
     _show_result(training.resume(run_dir, force=force, progress=progress, trust_code=trust_code))
+
+
+def _run_workers(arguments: list[str], count: int) -> None:
+    """Run the command as `count` local workers of one cluster; exit with the first non-zero status."""
+    from dltrain.distribute.launch import run_workers
+
+    status = run_workers(arguments, count, echo=lambda line: err.print(line, markup=False, highlight=False,
+                                                                        soft_wrap=True))
+    raise typer.Exit(status)
 
 
 def _show_result(result) -> None:
@@ -123,6 +146,10 @@ def _show_result(result) -> None:
     if result.weights_epoch is not None and result.weights_epoch != result.epochs:
         out.print(f"EarlyStopping restored the weights of epoch {result.weights_epoch}: the model, best.keras and "
                   "the rows above are that epoch's", markup=False, highlight=False, soft_wrap=True)
+    if result.role is not None:  # a worker that is not the chief: its temporary folder is already gone
+        out.print(f"{result.role}: trained with the chief, which wrote the run folder",
+                  markup=False, highlight=False, soft_wrap=True)
+        return
     out.print(f"run folder: {result.run_dir}", markup=False, highlight=False, soft_wrap=True)
     if result.tensorboard_dir is not None:
         out.print(f"curves: tensorboard --logdir {shlex.quote(str(result.tensorboard_dir))}",

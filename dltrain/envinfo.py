@@ -83,11 +83,15 @@ def environment(resolved: dict[str, Any], config_path: Path) -> dict[str, Any]:
     }
 
 
-def record(run_dir: Path, resolved: dict[str, Any], config_path: Path, *, resumed: bool = False) -> None:
-    """Write env.json; a resume adds its own environment under `resumes` and keeps the first one."""
+def record(run_dir: Path, resolved: dict[str, Any], config_path: Path, *, resumed: bool = False,
+           distribute: dict[str, Any] | None = None) -> None:
+    """Write env.json (with the strategy used, when given); a resume adds its own environment under
+    `resumes` and keeps the first one."""
     from dltrain import runs
 
     env = environment(resolved, config_path)
+    if distribute is not None:
+        env["distribute"] = distribute
     path = run_dir / ENV_FILE
     if resumed and path.is_file():
         try:

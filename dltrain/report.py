@@ -45,16 +45,17 @@ def model_summary(model: keras.Model) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_start(run_dir: Path, loaded: LoadedConfig, model: keras.Model) -> None:
-    """overrides.txt (the --set lines), env.json and summary.txt of a new run."""
+def write_start(run_dir: Path, loaded: LoadedConfig, model: keras.Model,
+                distribute: dict[str, Any] | None = None) -> None:
+    """overrides.txt (the --set lines), env.json (with the `distribute` strategy used) and summary.txt of a new run."""
     runs.atomic_write_text(run_dir / OVERRIDES_FILE, "".join(line + "\n" for line in loaded.overrides))
-    envinfo.record(run_dir, loaded.resolved(), loaded.path)
+    envinfo.record(run_dir, loaded.resolved(), loaded.path, distribute=distribute)
     runs.atomic_write_text(run_dir / SUMMARY_FILE, model_summary(model))
 
 
-def write_resume(run_dir: Path, loaded: LoadedConfig, changed: bool) -> None:
+def write_resume(run_dir: Path, loaded: LoadedConfig, changed: bool, distribute: dict[str, Any] | None = None) -> None:
     """A resume adds its environment to env.json, and its --set lines to overrides.txt when they changed the run."""
-    envinfo.record(run_dir, loaded.resolved(), loaded.path, resumed=True)
+    envinfo.record(run_dir, loaded.resolved(), loaded.path, resumed=True, distribute=distribute)
     if changed and loaded.overrides:
         path = run_dir / OVERRIDES_FILE
         before = path.read_text() if path.is_file() else ""
@@ -67,7 +68,7 @@ class RunExtras:
     """The callbacks that record a run beyond its checkpoints, and what they write when it ends."""
 
     def __init__(self, loaded: LoadedConfig, run_dir: Path, past: list[dict[str, float]],
-                 user_callbacks: list[Any], has_validation: bool):
+                 user_callbacks: list[Any], has_validation: bool, *, tracked: bool = True):
         self.run_dir = run_dir
         self.notes: list[str] = []
         self.tensorboard = None
@@ -80,7 +81,7 @@ class RunExtras:
                 self.tensorboard = keras.callbacks.TensorBoard(str(run_dir / TENSORBOARD_DIR), write_graph=True)
         monitor, mode = monitored(user_callbacks, has_validation)
         self.best = BestModel(run_dir, monitor, mode, past)
-        settings = tracking.settings(loaded)
+        settings = tracking.settings(loaded) if tracked else None  # one MLflow run: the chief's
         self.tracker = tracking.MlflowTracker(settings, run_dir, loaded.resolved()) if settings else None
 
     def callbacks(self) -> list[keras.callbacks.Callback]:

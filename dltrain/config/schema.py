@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from dltrain.config.dataset import DatasetConfig
 from dltrain.config.fields import RUN_NAME, ImportPath, Section, Spec, Threads
-from dltrain.config.hints import did_you_mean
+from dltrain.config.hints import did_you_mean, short
 
 
 class ModelConfig(Section):
@@ -83,6 +84,52 @@ class TrackingConfig(Section):
     mlflow: MlflowConfig | None = None
 
 
+STRATEGIES = ("auto", "none", "mirrored", "multi_worker")
+# A local device as tf.distribute names it: CPU:0, GPU:1, /gpu:0, /device:GPU:0.
+DEVICE = re.compile(r"^(/?device:|/)?(CPU|GPU):([0-9]+)$", re.IGNORECASE)
+
+
+def _check_strategy(value: Any) -> Any:
+    if value in STRATEGIES:
+        return value
+    raise PydanticCustomError("strategy", "unknown strategy {got}",
+                              {"got": short(value), "hint": did_you_mean(str(value), STRATEGIES)
+                               or f"expected one of: {', '.join(STRATEGIES)}"})
+
+
+def _check_device(value: Any) -> Any:
+    """A device name, written the way tf.distribute lists it ('GPU:0')."""
+    match = DEVICE.match(value) if isinstance(value, str) else None
+    if match:
+        return f"{match.group(2).upper()}:{int(match.group(3))}"
+    raise PydanticCustomError("device", "expected a device like 'GPU:0' or 'CPU:1', got {got}", {"got": short(value)})
+
+
+class DistributeConfig(Section):
+    """How training spreads over devices and machines: a tf.distribute strategy (DESIGN.md 2.4)."""
+
+    # auto: several tasks in TF_CONFIG -> multi_worker; two or more GPUs -> mirrored; else none (one device).
+    strategy: Annotated[Literal["auto", "none", "mirrored", "multi_worker"], BeforeValidator(_check_strategy)] = "auto"
+    # mirrored only; None: every GPU. CPU devices beyond the machine's one split its CPU into that many.
+    devices: list[Annotated[str, BeforeValidator(_check_device)]] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _devices_for_mirrored(self) -> DistributeConfig:
+        if self.devices is None:
+            return self
+        if self.strategy != "mirrored":
+            raise PydanticCustomError(
+                "devices_strategy", "'devices' applies to strategy 'mirrored' only, not '{strategy}'",
+                {"strategy": self.strategy, "key": "devices",
+                 "hint": "multi_worker uses every GPU of each worker, or its CPU; remove devices"
+                 if self.strategy == "multi_worker" else "set strategy: mirrored, or remove devices"})
+        twice = next((d for i, d in enumerate(self.devices) if d in self.devices[:i]), None)
+        if twice is not None:
+            raise PydanticCustomError("devices_twice", "device {name} is named twice",
+                                      {"name": twice, "key": "devices", "hint": "name each device once"})
+        return self
+
+
 class Config(Section):
     """A whole dltrain config file."""
 
@@ -106,6 +153,8 @@ class Config(Section):
     safe_mode: bool = True
     # Optional experiment tracking (MLflow); runs are always recorded in their run folder.
     tracking: TrackingConfig | None = None
+    # Data-parallel training on several devices or machines; `auto` runs one config everywhere unchanged.
+    distribute: DistributeConfig = Field(default_factory=DistributeConfig)
 
     @field_validator("loss", "metrics", "loss_weights")
     @classmethod

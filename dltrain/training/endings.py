@@ -14,6 +14,7 @@ import numpy as np
 from dltrain import checkpoint, data, report, runs
 from dltrain.checkpoint import EpochRecorder, NonFiniteWeights
 from dltrain.config import LoadedConfig
+from dltrain.distribute.strategy import lost_worker
 from dltrain.errors import RunDiverged, RunInterrupted, first_line
 from dltrain.guard import NonFiniteLoss, StopRequested
 from dltrain.training.prepare import Prepared
@@ -27,6 +28,10 @@ def ended(error: Exception, loaded: LoadedConfig, prepared: Prepared, run_dir: P
         extras.end("KILLED")
         return _interrupted(prepared.model, run_dir, recorder, error)
     extras.end("FAILED")
+    lost = lost_worker(error)  # a collective that broke off: another worker of the job is gone
+    if lost is not None:
+        runs.write_status(run_dir, "failed", epoch=len(recorder.rows), epochs=recorder.epochs, message=lost.message)
+        return lost
     if isinstance(error, (NonFiniteLoss, NonFiniteWeights)):
         return _diverged(prepared.model, run_dir, recorder, error)
     splits = prepared.splits

@@ -30,14 +30,17 @@ def fit(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, start: Checkpoi
     config = loaded.config
     model, splits = prepared.model, prepared.splits
     epochs, batch_size = config.training.epochs, config.training.batch_size
-    datasets = fit_datasets(splits, config.training, config.seed, list(model.output_names), prepared.augmentation)
+    distribution = prepared.distribution
+    datasets = distribution.datasets(fit_datasets(splits, config.training, config.seed, list(model.output_names),
+                                                  prepared.augmentation))
 
     history = start.history if start else []
     recorder = EpochRecorder(run_dir, loaded.resolved(), epochs, history)
     checkpoint.write_history(run_dir / runs.HISTORY_FILE, history)  # drop rows of epochs not checkpointed
     guard = Guard()
     try:
-        extras = report.RunExtras(loaded, run_dir, history, prepared.callbacks, splits.val is not None)
+        extras = report.RunExtras(loaded, run_dir, history, prepared.callbacks, splits.val is not None,
+                                  tracked=distribution.is_chief)
     except DltrainError:
         if start is None:  # nothing trained yet (MLflow unreachable): leave no half-made run behind
             shutil.rmtree(run_dir, ignore_errors=True)

@@ -14,6 +14,8 @@ from dltrain import data, threads, tracking
 from dltrain.compiling import build_augmentation, build_callbacks, compile_model, dtype_policy
 from dltrain.config import LoadedConfig
 from dltrain.data.feed import targets
+from dltrain.distribute.plan import plan as plan_distribution
+from dltrain.distribute.strategy import Distribution, start as start_distribution
 from dltrain.errors import ModelBuildError, first_line
 from dltrain.fused import fuse_batch_norm
 from dltrain.model import build_model
@@ -28,7 +30,9 @@ class Prepared:
     model: keras.Model
     splits: data.Splits
     callbacks: list[keras.callbacks.Callback]
-    augmentation: keras.Sequential | None = None
+    augmentation: keras.Sequential | None
+    # The tf.distribute strategy the model was built in, and this process's part in it.
+    distribution: Distribution
 
 
 def prepare(loaded: LoadedConfig) -> Prepared:
@@ -36,9 +40,11 @@ def prepare(loaded: LoadedConfig) -> Prepared:
     config = loaded.config
     require_trust(loaded)  # before the data is read: the model could not be built anyway
     tracking.check_installed(loaded)
+    planned = plan_distribution(loaded)  # a malformed TF_CONFIG is reported before any server starts
     with loaded.located():
         shape = data.describe(config.dataset).input_shape
     threads.apply(loaded, shape, TrainingError)  # before TF runs anything
+    distribution = start_distribution(loaded, planned)  # before TF runs anything too: it may split the CPU
     keras.backend.clear_session()  # fresh layer names and graph state, then the seed
     keras.utils.set_random_seed(config.seed)
     with loaded.located():
@@ -47,18 +53,21 @@ def prepare(loaded: LoadedConfig) -> Prepared:
             config.dataset.test_split = splits.info.test_split
         if config.training.cache is True:
             data.check_memory_cache(splits.train, [splits.val, splits.test])
-    with dtype_policy(config.training.mixed_precision):  # layers take the policy when they are built
+    # The model, its optimizer and metrics are created in the strategy's scope: their variables are mirrored.
+    with distribution.scope(), dtype_policy(config.training.mixed_precision):  # layers take the policy when built
         model = build_model(loaded, splits.info.input_shape, splits.preprocessing,
                             data.in_memory(splits.train) if splits.preprocessing else None)
     if config.training.fused_batch_norm:  # training only: check, evaluate and predict keep Keras's layer
         fuse_batch_norm(model)
     check_inputs(model, loaded, splits)
-    compile_model(model, loaded)
+    with distribution.scope():
+        compile_model(model, loaded)
+    distribution.compiled(model)
     _dry_run(model, loaded, splits)
     augmentation = build_augmentation(loaded)
     if augmentation is not None:
         _check_augmentation(augmentation, loaded, splits)
-    return Prepared(model, splits, build_callbacks(loaded), augmentation)
+    return Prepared(model, splits, build_callbacks(loaded), augmentation, distribution)
 
 
 def check_inputs(model: keras.Model, loaded: LoadedConfig, splits: data.Splits) -> None:

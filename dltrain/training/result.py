@@ -26,3 +26,5 @@ class TrainResult:
     # The epoch whose weights model.keras holds (earlier than `epochs` when EarlyStopping restored the best).
     weights_epoch: int | None = None
     tensorboard_dir: Path | None = None
+    # A worker of a multi-worker job that is not the chief ("worker:1 of 2"): the run folder is the chief's.
+    role: str | None = None

@@ -12,6 +12,7 @@ import yaml
 from dltrain import checkpoint, report, runs
 from dltrain.config import LoadedConfig
 from dltrain.data.sources import same_test_split
+from dltrain.distribute.plan import check_run_folder
 from dltrain.errors import RunError
 from dltrain.load import load_config
 from dltrain.training.fit import fit
@@ -27,6 +28,7 @@ def resume(run_dir: Path, loaded: LoadedConfig | None = None, *, force: bool = F
     A config that differs from the one the run started with is refused unless `force`. `trust_code` applies
     to the run's own config (a given `loaded` carries its own word: dltrain.trust).
     """
+    check_run_folder(run_dir)  # a worker of a cluster resumes from the chief's folder
     config_file = runs.run_file(run_dir, runs.CONFIG_FILE)
     info = runs.run_info(run_dir)
     status = runs.read_status(run_dir) or {}
@@ -59,12 +61,17 @@ def resume(run_dir: Path, loaded: LoadedConfig | None = None, *, force: bool = F
                        hint=f"to train longer: dltrain train {config_file} --resume {run_dir} "
                             f"--set training.epochs={epochs + 5} --force")
     prepared = prepare(loaded)
+    distribution = prepared.distribution
     if last is not None:
-        checkpoint.restore(prepared.model, last)
-    if changes:
-        runs.atomic_write_yaml(config_file, loaded.resolved())
-    report.write_resume(run_dir, loaded, bool(changes))
-    result = fit(loaded, prepared, run_dir, last, progress=progress, callbacks=callbacks)
+        with distribution.scope():  # the optimizer's variables are created here, mirrored like the model's
+            checkpoint.restore(prepared.model, last)
+    if distribution.is_chief:
+        if changes:
+            runs.atomic_write_yaml(config_file, loaded.resolved())
+        report.write_resume(run_dir, loaded, bool(changes), distribution.describe())
+    with distribution.taking_part():
+        result = distribution.finished(fit(loaded, prepared, distribution.work_folder(run_dir), last,
+                                           progress=progress, callbacks=callbacks))
     result.resumed_from = done
     result.notes = notes + result.notes
     return result

@@ -21,11 +21,14 @@ def train(loaded: LoadedConfig, output_dir: Path = Path("outputs"), *, progress:
 
     `callbacks` are extra Keras callbacks (a sweep's pruner), called after the run's own each epoch."""
     prepared = prepare(loaded)  # every mistake found without training is raised before a folder exists
-    run_dir = runs.create_run(output_dir, loaded.config.name)
-    runs.atomic_write_yaml(run_dir / runs.CONFIG_FILE, loaded.resolved())
-    runs.atomic_write_json(run_dir / runs.DATASET_FILE, prepared.splits.info.to_json())
-    if loaded.config.custom_objects:
-        runs.atomic_write_text(run_dir / runs.PYTHONPATH_FILE,
-                               "".join(f + "\n" for f in registry.custom_folders(loaded)))
-    report.write_start(run_dir, loaded, prepared.model)
-    return fit(loaded, prepared, run_dir, None, progress=progress, callbacks=callbacks)
+    distribution = prepared.distribution
+    # Only the chief writes the run folder; another worker writes the same files into a temporary one.
+    run_dir = distribution.new_run_folder(output_dir, loaded.config.name)
+    with distribution.taking_part():
+        runs.atomic_write_yaml(run_dir / runs.CONFIG_FILE, loaded.resolved())
+        runs.atomic_write_json(run_dir / runs.DATASET_FILE, prepared.splits.info.to_json())
+        if loaded.config.custom_objects:
+            runs.atomic_write_text(run_dir / runs.PYTHONPATH_FILE,
+                                   "".join(f + "\n" for f in registry.custom_folders(loaded)))
+        report.write_start(run_dir, loaded, prepared.model, distribution.describe())
+        return distribution.finished(fit(loaded, prepared, run_dir, None, progress=progress, callbacks=callbacks))
