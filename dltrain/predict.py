@@ -248,9 +248,9 @@ def predict(run_dir: Path, inputs: list[Path], *, best: bool = False, batch_size
             model_path: Path | None = None) -> Predictions:
     """Run a trained run's model (model.keras, or best.keras with `best`) on the given input files; with
     `model_path` (an .onnx or .tflite export) run that in its own runtime, the Keras model's answers beside."""
+    from dltrain.saved import load_model
     from dltrain.best import BEST_FILE
     from dltrain.load import load_config
-    from dltrain.saved import load_model
 
     loaded = load_config(runs.run_file(run_dir, runs.CONFIG_FILE))
     model_file = runs.run_file(run_dir, BEST_FILE if best else runs.MODEL_FILE)

@@ -19,6 +19,7 @@ from dltrain.export.unsupported import ExportError, by_layer, unsupported
 # Opset 17 (ONNX 1.12) runs in onnxruntime 1.13 and newer; tf2onnx 1.17 converts up to opset 18.
 OPSET = 17
 PIP = "pip install 'dltrain[onnx]'"
+ONNX_PACKAGES = ("tf2onnx", "onnx", "onnxruntime")
 # Domains onnxruntime runs besides the ones in ONNX's own schemas (its contrib ops).
 _RUNTIME_DOMAINS = ("com.microsoft",)
 _NUMPY = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
@@ -117,7 +118,7 @@ class OnnxRuntime(Runtime):
 
 def write(model: Any, out: Path) -> Runtime:
     """Convert, load the result in onnxruntime, write `out` atomically, and load the file back."""
-    require(("tf2onnx", "onnx", "onnxruntime"), "--format onnx")
+    require(ONNX_PACKAGES, "--format onnx")
     proto = convert(model)
     content = proto.SerializeToString()
     session(content, "the converted model", model)  # a file onnxruntime cannot load is never written

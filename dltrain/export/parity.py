@@ -22,8 +22,8 @@ AGREEMENT = {"float": 1.0, "dynamic": 0.99, "int8": 0.95}
 RELATIVE_MEAN_DIFF = {"dynamic": 0.01, "int8": 0.05}
 # Batch-1 latency: calls timed after the warm-up, stopped early once the time budget is spent.
 LATENCY_WARMUP = 3
-LATENCY_RUNS = 100
-LATENCY_BUDGET_S = 2.0
+LATENCY_RUNS = 50
+LATENCY_BUDGET_S = 1.0
 BATCH = 64
 
 

@@ -65,6 +65,10 @@ def _check_options(fmt: str, quantize: str | None, out: Path) -> None:
                           hint=did_you_mean(quantize, QUANTIZATIONS) or f"use one of: {', '.join(QUANTIZATIONS)}")
     if quantize is not None and fmt != "tflite":
         raise ExportError(f"--quantize applies to --format tflite, not {fmt}")
+    if fmt == "onnx":  # before the model and data are loaded: a missing package is the first thing to say
+        from dltrain.export.onnx_format import ONNX_PACKAGES, require
+
+        require(ONNX_PACKAGES, "--format onnx")
     suffix = _SUFFIXES.get(fmt)
     if suffix and not out.name.endswith(suffix):
         raise ExportError(f"{fmt} files must end in {suffix}, got '{out.name}'",
@@ -186,7 +190,9 @@ def verdict(report: dict[str, Any]) -> str:
     """One line: passed or failed, each figure against its threshold."""
     checks = []
     for key, limit in report["thresholds"].items():
-        sign = ">=" if key == "top1_agreement" else "<="
-        checks.append(f"{_LABELS[key]} {report[key]:.4g} {sign} {limit:.4g}")
+        if key == "top1_agreement":
+            checks.append(f"{_LABELS[key]} {report[key]:.4f} >= {limit:g}")
+        else:
+            checks.append(f"{_LABELS[key]} {report[key]:.3g} <= {limit:.3g}")
     state = "passed" if report["passed"] else "FAILED"
     return f"check {state}: {', '.join(checks)} on {report['samples']} {report['sample_split']} examples"

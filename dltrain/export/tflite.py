@@ -91,7 +91,17 @@ def convert(model: Any, quantize: str | None, calibration: Samples | None) -> by
             with quiet():
                 return converter.convert()
         except Exception as error:  # ConverterError, and the ValueErrors of calibration
-            raise _converter_error(model, error) from None
+            failure = error
+        # The converter stops at its first failing pass. When that is lowering tensor lists (LSTM, GRU), ops
+        # that later passes would refuse (strings) go unnamed: convert again without it to name them all.
+        if "tensor list" in str(failure):
+            converter._experimental_lower_tensor_list_ops = False
+            try:
+                with quiet():
+                    converter.convert()
+            except Exception as error:
+                failure = error
+        raise _converter_error(model, failure)
 
 
 def _quantized(detail: dict[str, Any]) -> tuple[float, int] | None:

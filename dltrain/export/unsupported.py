@@ -32,7 +32,8 @@ def layer_for_scope(model: Any, scope: str) -> Any | None:
 
 
 def by_layer(model: Any, ops: Iterable[tuple[str, str]]) -> list[tuple[Any | None, list[str]]]:
-    """`(op type, op scope)` pairs grouped by the layer that holds them (None: no layer found), in layer order."""
+    """`(op type, op scope)` pairs grouped by the layer that holds them (None: no layer found), in layer order;
+    each layer's op types sorted by name."""
     found: dict[str, tuple[Any | None, list[str]]] = {}
     for op, scope in ops:
         layer = layer_for_scope(model, scope)
@@ -40,7 +41,8 @@ def by_layer(model: Any, ops: Iterable[tuple[str, str]]) -> list[tuple[Any | Non
         if op not in names:
             names.append(op)
     order = {layer.name: i for i, layer in enumerate(model.layers)}
-    return [found[name] for name in sorted(found, key=lambda name: order.get(name, len(order)))]
+    return [(layer, sorted(ops)) for layer, ops in
+            (found[name] for name in sorted(found, key=lambda name: order.get(name, len(order))))]
 
 
 def unsupported(fmt: str, grouped: list[tuple[Any | None, list[str]]], why: str, hint: str) -> ExportError:
