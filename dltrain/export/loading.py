@@ -24,7 +24,7 @@ def load_export(path: Path, model: Any) -> Runtime:
     if suffix == ".onnx":
         from dltrain.export.onnx_format import OnnxRuntime
 
-        return OnnxRuntime(path, names, model)
+        return OnnxRuntime(path, model)
     if suffix == ".tflite":
         from dltrain.export.tflite import TFLiteRuntime
 

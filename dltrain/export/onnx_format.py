@@ -13,7 +13,7 @@ from dltrain import runs
 from dltrain.errors import first_line
 from dltrain.export.quiet import quiet
 from dltrain.export.runtime import Runtime, match_inputs, version
-from dltrain.export.samples import input_specs
+from dltrain.export.samples import input_specs, output_names
 from dltrain.export.unsupported import ExportError, by_layer, unsupported
 
 # Opset 17 (ONNX 1.12) runs in onnxruntime 1.13 and newer; tf2onnx 1.17 converts up to opset 18.
@@ -84,9 +84,7 @@ def convert(model: Any) -> Any:
     signature = specs if len(specs) == 1 else [{spec.name: spec for spec in specs}]
     # from_keras looks each of `model.output_names` up among the traced function's dict outputs: a Keras 3
     # Sequential has no output_names and a functional model returns bare tensors, so give it that dict.
-    names = list(keras.Model(model.inputs, model.outputs).output_names)
-    if len(set(names)) != len(names):
-        names = [f"{name}_{i}" for i, name in enumerate(names)]
+    names = output_names(model)
     wrapped = keras.Model(model.inputs, dict(zip(names, model.outputs)), name=model.name)
     with quiet():
         try:
@@ -102,18 +100,21 @@ def convert(model: Any) -> Any:
 class OnnxRuntime(Runtime):
     """An .onnx file in onnxruntime on CPU."""
 
-    def __init__(self, path: Path, model_inputs: list[str], model: Any | None = None) -> None:
+    def __init__(self, path: Path, model: Any) -> None:
         require(("onnxruntime",), "running an .onnx file")
         self.session = session(path.read_bytes(), str(path), model)
         inputs = self.session.get_inputs()
-        self.names = match_inputs(model_inputs, [i.name for i in inputs], str(path))
+        self.names = match_inputs([t.name for t in model.inputs], [i.name for i in inputs], str(path))
         self.types = {i.name: _NUMPY.get(i.type) for i in inputs}
+        # tf2onnx orders graph outputs by name (a flattened dict); run them in the model's order
+        wanted, given = output_names(model), [o.name for o in self.session.get_outputs()]
+        self.outputs = wanted if sorted(wanted) == sorted(given) else None
         self.facts = {"runtime": f"onnxruntime {version('onnxruntime')} (CPUExecutionProvider)"}
 
     def __call__(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         feeds = {name: array if self.types[name] is None else array.astype(self.types[name], copy=False)
                  for name, array in zip(self.names, arrays)}
-        return [np.asarray(out) for out in self.session.run(None, feeds)]
+        return [np.asarray(out) for out in self.session.run(self.outputs, feeds)]
 
 
 def write(model: Any, out: Path) -> Runtime:
@@ -123,7 +124,7 @@ def write(model: Any, out: Path) -> Runtime:
     content = proto.SerializeToString()
     session(content, "the converted model", model)  # a file onnxruntime cannot load is never written
     runs.atomic_write_bytes(out, content)
-    runtime = OnnxRuntime(out, [t.name for t in model.inputs], model)
+    runtime = OnnxRuntime(out, model)
     ops = sorted({f"{node.domain}:{node.op_type}" if node.domain else node.op_type for node in _nodes(proto.graph)})
     runtime.facts.update({"opset": OPSET, "op_set": f"ai.onnx opset {OPSET}", "ops": ops,
                           "converter": f"tf2onnx {version('tf2onnx')}"})

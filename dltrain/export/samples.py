@@ -30,6 +30,14 @@ def input_specs(model: Any) -> list[tuple[str, str, tuple[int | None, ...]]]:
     return [(t.name, str(t.dtype), tuple(t.shape)) for t in model.inputs]
 
 
+def output_names(model: Any) -> list[str]:
+    """The model's output names in its order (made unique: two outputs of one layer share its name)."""
+    import keras
+
+    names = list(keras.Model(model.inputs, model.outputs).output_names)  # a Sequential has none of its own
+    return names if len(set(names)) == len(names) else [f"{name}_{i}" for i, name in enumerate(names)]
+
+
 def input_arrays(model: Any, x: Any) -> list[np.ndarray]:
     """Features (one array, or arrays named after the inputs) as one array per model input, in its dtype."""
     specs = input_specs(model)
@@ -37,8 +45,15 @@ def input_arrays(model: Any, x: Any) -> list[np.ndarray]:
         arrays = [np.asarray(x[name]) for name, _, _ in specs]
     else:
         arrays = [np.asarray(x)]
-    return [array.astype(object) if dtype == "string" else array.astype(dtype, copy=False)
+    return [_texts(array) if dtype == "string" else array.astype(dtype, copy=False)
             for array, (_, dtype, _) in zip(arrays, specs)]
+
+
+def _texts(array: np.ndarray) -> np.ndarray:
+    """Strings as an object array of str: a TensorFlow string tensor gives bytes, which onnxruntime would
+    read as "b'clay'" and look up as an unknown word."""
+    flat = [value.decode("utf-8") if isinstance(value, bytes) else str(value) for value in array.ravel()]
+    return np.array(flat, dtype=object).reshape(array.shape)
 
 
 def model_feed(model: Any, arrays: list[np.ndarray]) -> Any:

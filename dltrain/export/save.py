@@ -22,6 +22,9 @@ QUANTIZATIONS = ("dynamic", "int8")
 SAMPLES = 300
 # Training examples that set int8 ranges; TFLite's guide asks for a few hundred.
 CALIBRATION = 200
+_MISMATCH_HINTS = {None: "the converter changed what the model computes; try --format savedmodel",
+                   "dynamic": "quantization costs more than the threshold allows: export without --quantize",
+                   "int8": "quantization costs more than the threshold allows: try --quantize dynamic"}
 _SUFFIXES = {"keras": ".keras", "weights": ".weights.h5", "tflite": ".tflite", "onnx": ".onnx"}
 
 
@@ -55,7 +58,7 @@ def report_path(out: Path) -> Path:
     return out.with_name(out.name + ".report.json")
 
 
-def _check_options(fmt: str, quantize: str | None, out: Path) -> None:
+def _check_format(fmt: str, quantize: str | None) -> None:
     from dltrain.config import did_you_mean
 
     if fmt not in FORMATS:
@@ -69,6 +72,9 @@ def _check_options(fmt: str, quantize: str | None, out: Path) -> None:
         from dltrain.export.onnx_format import ONNX_PACKAGES, require
 
         require(ONNX_PACKAGES, "--format onnx")
+
+
+def _check_name(fmt: str, quantize: str | None, out: Path) -> None:
     suffix = _SUFFIXES.get(fmt)
     if suffix and not out.name.endswith(suffix):
         raise ExportError(f"{fmt} files must end in {suffix}, got '{out.name}'",
@@ -133,9 +139,9 @@ def export_model(run_dir: Path, fmt: str, out: Path | None = None, *, quantize: 
     from dltrain.saved import load_model
 
     source = runs.run_file(run_dir, BEST_FILE if best else runs.MODEL_FILE)  # a missing model is reported first
-    out = out or run_dir / "export" / default_name(fmt if fmt in FORMATS else "keras", quantize if
-                                                   quantize in QUANTIZATIONS else None, source.stem)
-    _check_options(fmt, quantize, out)
+    _check_format(fmt, quantize)
+    out = out or run_dir / "export" / default_name(fmt, quantize, source.stem)
+    _check_name(fmt, quantize, out)
     if out.exists() and not overwrite:
         raise RunError(f"'{out}' already exists", hint="choose another --out or pass --overwrite")
     loaded = load_config(runs.run_file(run_dir, runs.CONFIG_FILE))
@@ -152,8 +158,7 @@ def export_model(run_dir: Path, fmt: str, out: Path | None = None, *, quantize: 
     if not figures.passed:
         raise ExportMismatch(f"the {fmt} export differs from the Keras model: {'; '.join(figures.failures)} "
                              f"on {figures.samples} test examples; kept {out} (figures in {written})",
-                             result=result, hint="inspect it, or export again without --quantize"
-                             if quantize else "inspect it; please report this with the figures file")
+                             result=result, hint=_MISMATCH_HINTS[quantize])
     return result
 
 
@@ -191,8 +196,8 @@ def verdict(report: dict[str, Any]) -> str:
     checks = []
     for key, limit in report["thresholds"].items():
         if key == "top1_agreement":
-            checks.append(f"{_LABELS[key]} {report[key]:.4f} >= {limit:g}")
+            checks.append(f"{_LABELS[key]} {report[key]:.4f} {'>=' if report[key] >= limit else '<'} {limit:g}")
         else:
-            checks.append(f"{_LABELS[key]} {report[key]:.3g} <= {limit:.3g}")
+            checks.append(f"{_LABELS[key]} {report[key]:.3g} {'<=' if report[key] <= limit else '>'} {limit:.3g}")
     state = "passed" if report["passed"] else "FAILED"
     return f"check {state}: {', '.join(checks)} on {report['samples']} {report['sample_split']} examples"
