@@ -12,11 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from dltrain.cli import app
-
-runner = CliRunner()
+from conftest import cli as invoke, train_text as train
 
 MLP = """\
 name: mlp
@@ -57,18 +54,6 @@ EXPORTS = [("keras", None), ("weights", None), ("savedmodel", None), ("tflite", 
 NAMES = {("keras", None): "model.keras", ("weights", None): "model.weights.h5", ("savedmodel", None): "savedmodel",
          ("tflite", None): "model.tflite", ("tflite", "dynamic"): "model.dynamic.tflite",
          ("tflite", "int8"): "model.int8.tflite", ("onnx", None): "model.onnx"}
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def train(root: Path, text: str) -> Path:
-    config = root / "config.yaml"
-    config.write_text(text)
-    result = invoke("train", config, "--output-dir", root / "outputs", "--no-progress")
-    assert result.exit_code == 0, result.output
-    return Path(re.search(r"^run folder: (.+)$", result.stdout, re.M).group(1))
 
 
 @pytest.fixture(scope="module")

@@ -4,16 +4,12 @@ taking raw rows; a text run with an LSTM is refused by name, per format, and no 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from dltrain.cli import app
-
-runner = CliRunner()
+from conftest import cli as invoke, train_text as train
 
 TEXT = """\
 name: words
@@ -44,18 +40,6 @@ training: {{epochs: 10, batch_size: 16}}   # 3 steps an epoch: near-ties would m
 """
 
 
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def train(root: Path, text: str) -> Path:
-    config = root / "config.yaml"
-    config.write_text(text)
-    result = invoke("train", config, "--output-dir", root / "outputs", "--no-progress")
-    assert result.exit_code == 0, result.output
-    return Path(re.search(r"^run folder: (.+)$", result.stdout, re.M).group(1))
-
-
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """TextVectorization (saved in the model: raw strings in), then an LSTM."""
@@ -80,27 +64,21 @@ def table_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train(root, TABLE.format(path=root / "trees.csv"))
 
 
-def test_tflite_refuses_text_and_lstm_layers_by_name(text_run):
-    result = invoke("save", text_run, "--format", "tflite")
-    assert result.exit_code == 1
-    assert result.stderr.strip() == (
-        "error: tflite cannot run layers 'text_vectorization' (TextVectorization: RaggedTensorToTensor, "
-        "StaticRegexReplace, StringLower, StringSplitV2) and 'lstm' (LSTM: TensorListReserve, TensorListSetItem, "
-        "TensorListStack): these TensorFlow "
-        "ops have no TFLite built-in kernel; they are Select-TF (Flex) ops, which neither ai-edge-litert nor "
-        "tf.lite.Interpreter runs (export this model with --format savedmodel, or with --format onnx where its "
-        "ops convert)")
-    assert not (text_run / "export" / "model.tflite").exists()
-
-
-def test_onnx_refuses_string_ops_by_layer(text_run):
-    result = invoke("save", text_run, "--format", "onnx")
-    assert result.exit_code == 1
-    assert result.stderr.strip() == (
-        "error: onnx cannot run layer 'text_vectorization' (TextVectorization: StaticRegexReplace, StringSplitV2): "
-        "tf2onnx has no ONNX form of these TensorFlow ops, so onnxruntime cannot load the file (export this model "
-        "with --format savedmodel)")
-    assert not (text_run / "export" / "model.onnx").exists()
+@pytest.mark.parametrize("fmt, message", [
+    ("tflite", "tflite cannot run layers 'text_vectorization' (TextVectorization: RaggedTensorToTensor, "
+               "StaticRegexReplace, StringLower, StringSplitV2) and 'lstm' (LSTM: TensorListReserve, TensorListSetItem, "
+               "TensorListStack): these TensorFlow ops have no TFLite built-in kernel; they are Select-TF (Flex) ops, "
+               "which neither ai-edge-litert nor tf.lite.Interpreter runs (export this model with --format savedmodel, "
+               "or with --format onnx where its ops convert)"),
+    # tf2onnx converts the LSTM (to ONNX's LSTM op); the text layer's string ops have no ONNX form
+    ("onnx", "onnx cannot run layer 'text_vectorization' (TextVectorization: StaticRegexReplace, StringSplitV2): "
+             "tf2onnx has no ONNX form of these TensorFlow ops, so onnxruntime cannot load the file (export this "
+             "model with --format savedmodel)"),
+])
+def test_unsupported_layers_are_named_and_no_file_is_written(text_run, fmt, message):
+    result = invoke("save", text_run, "--format", fmt)
+    assert (result.exit_code, result.stderr.strip()) == (1, f"error: {message}")
+    assert not (text_run / "export" / f"model.{fmt}").exists()
 
 
 @pytest.mark.parametrize("fmt, quantize", [("onnx", None), ("tflite", None), ("tflite", "int8")])

@@ -113,7 +113,7 @@ def compare(reference: list[np.ndarray], exported: list[np.ndarray], labels: np.
         figures["accuracy"] = {"keras": float(np.mean(want == labels)), "export": float(np.mean(got == labels))}
         thresholds["top1_agreement"] = AGREEMENT[precision]
         if not agreement >= AGREEMENT[precision]:
-            failures.append(f"top-1 agreement {agreement:.4f} < {AGREEMENT[precision]}")
+            failures.append(f"top-1 agreement {agreement:.4f} < {AGREEMENT[precision]:.2f}")
     elif precision != "float":
         spread = float(np.concatenate([out.astype(np.float64).ravel() for out in reference]).std()) or 1.0
         thresholds["mean_abs_diff"] = RELATIVE_MEAN_DIFF[precision] * spread

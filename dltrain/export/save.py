@@ -196,7 +196,7 @@ def verdict(report: dict[str, Any]) -> str:
     checks = []
     for key, limit in report["thresholds"].items():
         if key == "top1_agreement":
-            checks.append(f"{_LABELS[key]} {report[key]:.4f} {'>=' if report[key] >= limit else '<'} {limit:g}")
+            checks.append(f"{_LABELS[key]} {report[key]:.4f} {'>=' if report[key] >= limit else '<'} {limit:.2f}")
         else:
             checks.append(f"{_LABELS[key]} {report[key]:.3g} {'<=' if report[key] <= limit else '>'} {limit:.3g}")
     state = "passed" if report["passed"] else "FAILED"
