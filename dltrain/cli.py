@@ -347,13 +347,7 @@ def predict(
         atomic_write_text(out_path, found.to_csv())
         out.print(f"wrote {len(found.inputs)} predictions to {out_path}", markup=False, highlight=False, soft_wrap=True)
         return
-    beside = [[] for _ in found.inputs]
-    if found.reference is not None:  # the Keras model's answer and the largest difference, per input
-        keras_top = found.reference.top(1) if found.reference.probabilities is not None else None
-        beside = [(format_top(keras_top[i]) if keras_top else []) + [f"{d:.3g}"]
-                  for i, d in enumerate(found.differences())]
-    extra = ((["keras model"] if found.reference.probabilities is not None else []) + ["max |diff|"]
-             if found.reference is not None else [])
+    extra, beside = found.beside(table=True)  # with --model: the Keras model's answers beside the export's
     if found.probabilities is not None:
         k = min(top_k, found.probabilities.shape[1])
         table = Table("input", *(["prediction"] + [f"#{i}" for i in range(2, k + 1)]), *extra)

@@ -52,29 +52,31 @@ class Predictions:
         (classifiers), or the output values."""
         out = io.StringIO()
         writer = csv.writer(out)
+        head, cells = self.beside()
         if self.probabilities is not None:
             names = self.class_names or [str(i) for i in range(self.probabilities.shape[1])]
-            writer.writerow(["input", "predicted", "probability", *names, *self._beside_header()])
-            for i, (name, row) in enumerate(zip(self.inputs, self.probabilities)):
+            writer.writerow(["input", "predicted", "probability", *names, *head])
+            for name, row, more in zip(self.inputs, self.probabilities, cells):
                 best = int(row.argmax())
-                writer.writerow([name, names[best], f"{row[best]:.6g}", *(f"{p:.6g}" for p in row), *self._beside(i)])
+                writer.writerow([name, names[best], f"{row[best]:.6g}", *(f"{p:.6g}" for p in row), *more])
         else:
             flat = self.outputs.reshape(len(self.outputs), -1)
-            writer.writerow(["input", *(f"output_{i}" for i in range(flat.shape[1])), *self._beside_header()])
-            for i, (name, row) in enumerate(zip(self.inputs, flat)):
-                writer.writerow([name, *(f"{v:.6g}" for v in row), *self._beside(i)])
+            writer.writerow(["input", *(f"output_{i}" for i in range(flat.shape[1])), *head])
+            for name, row, more in zip(self.inputs, flat, cells):
+                writer.writerow([name, *(f"{v:.6g}" for v in row), *more])
         return out.getvalue()
 
-    def _beside_header(self) -> list[str]:
+    def beside(self, *, table: bool = False) -> tuple[list[str], list[list[str]]]:
+        """With `reference`: the Keras model's top class and each input's largest difference from its outputs,
+        as (column names, cells of each input); CSV names, or names for a table with the class's probability."""
         if self.reference is None:
-            return []
-        return (["keras_predicted"] if self.reference.probabilities is not None else []) + ["max_abs_diff"]
-
-    def _beside(self, i: int) -> list[str]:
-        if self.reference is None:
-            return []
-        top = [self.reference.top(1)[i][0][0]] if self.reference.probabilities is not None else []
-        return top + [f"{self.differences()[i]:.3g}"]
+            return [], [[] for _ in self.inputs]
+        tops = self.reference.top(1) if self.reference.probabilities is not None else None
+        head = (["keras model" if table else "keras_predicted"] if tops else []) + [
+            "max |diff|" if table else "max_abs_diff"]
+        cells = [([format_top(tops[i])[0] if table else tops[i][0][0]] if tops else []) + [f"{d:.3g}"]
+                 for i, d in enumerate(self.differences())]
+        return head, cells
 
 
 def _fit_shape(array: np.ndarray, shape: tuple[int, ...], source: str) -> np.ndarray:
