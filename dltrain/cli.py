@@ -179,16 +179,39 @@ def evaluate(
 @_errors_to_exit
 def save(
     run_dir: Path = typer.Argument(..., help="A run folder made by `dltrain train`."),
-    format: str = typer.Option("keras", "--format", help="keras, savedmodel or weights."),
+    format: str = typer.Option("keras", "--format", help="keras, savedmodel, weights, tflite or onnx."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="tflite only: dynamic (int8 weights) or int8 "
+                                                                    "(int8 throughout, calibrated on training examples)."),
     out_path: Optional[Path] = typer.Option(None, "--out", help="Where to write (default: <run>/export/...)."),
+    best: bool = typer.Option(False, "--best", help="Export best.keras (the best epoch) instead of model.keras."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing export."),
     trust_code: bool = TrustOption,
 ) -> None:
-    """Export a run's trained model."""
-    from dltrain.export import export_model
+    """Export a run's trained model and check it against the Keras model on test examples, in the export's own
+    runtime; the figures go to a JSON report beside it, and an export below its thresholds exits 1."""
+    from dltrain.export import ExportMismatch, export_model
 
-    path = export_model(run_dir, format, out_path, overwrite=overwrite, trust_code=trust_code)
-    out.print(f"saved {format}: {path}", markup=False, highlight=False, soft_wrap=True)
+    try:
+        result = export_model(run_dir, format, out_path, quantize=quantize, best=best, overwrite=overwrite,
+                              trust_code=trust_code)
+    except ExportMismatch as mismatch:
+        _show_export(mismatch.result)
+        raise
+    _show_export(result)
+    out.print(f"saved {format}{' ' + quantize if quantize else ''}: {result.path}", markup=False, highlight=False,
+              soft_wrap=True)
+
+
+def _show_export(result) -> None:
+    from dltrain.export import figure_rows, verdict
+
+    report = result.report
+    table = Table("", "keras model", f"{report['format']}{' ' + report['quantize'] if report['quantize'] else ''}")
+    for row in figure_rows(report):
+        table.add_row(*row)
+    _print_table(table)
+    out.print(verdict(report), markup=False, highlight=False, soft_wrap=True)
+    out.print(f"report: {result.report_path}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -347,11 +370,14 @@ def predict(
                                             help="Write all predictions as CSV instead of printing a table."),
     best: bool = typer.Option(False, "--best", help="Use best.keras (the best epoch) instead of model.keras."),
     trust_code: bool = TrustOption,
+    model: Optional[Path] = typer.Option(None, "--model", metavar="FILE.onnx|FILE.tflite",
+                                         help="Run this export of the run's model (from `dltrain save`) in its own "
+                                              "runtime, with the Keras model's answers beside."),
 ) -> None:
     """Predict with a trained run: top-k classes with probabilities for classifiers, else the outputs."""
     from dltrain.predict import format_top, predict as run_predict
 
-    found = run_predict(run_dir, inputs, best=best, trust_code=trust_code)
+    found = run_predict(run_dir, inputs, best=best, model_path=model, trust_code=trust_code)
     for note in found.notes:
         err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     if out_path is not None:
@@ -360,16 +386,17 @@ def predict(
         atomic_write_text(out_path, found.to_csv())
         out.print(f"wrote {len(found.inputs)} predictions to {out_path}", markup=False, highlight=False, soft_wrap=True)
         return
+    extra, beside = found.beside(table=True)  # with --model: the Keras model's answers beside the export's
     if found.probabilities is not None:
         k = min(top_k, found.probabilities.shape[1])
-        table = Table("input", *(["prediction"] + [f"#{i}" for i in range(2, k + 1)]))
-        for name, top in zip(found.inputs, found.top(k)):
-            table.add_row(name, *format_top(top))
+        table = Table("input", *(["prediction"] + [f"#{i}" for i in range(2, k + 1)]), *extra)
+        for name, top, more in zip(found.inputs, found.top(k), beside):
+            table.add_row(name, *format_top(top), *more)
     else:
         flat = found.outputs.reshape(len(found.outputs), -1)
-        table = Table("input", *(f"output_{i}" for i in range(flat.shape[1])))
-        for name, row in zip(found.inputs, flat):
-            table.add_row(name, *(f"{v:.4g}" for v in row))
+        table = Table("input", *(f"output_{i}" for i in range(flat.shape[1])), *extra)
+        for name, row, more in zip(found.inputs, flat, beside):
+            table.add_row(name, *(f"{v:.4g}" for v in row), *more)
     _print_table(table)
 
 

@@ -29,6 +29,15 @@ class Predictions:
     probabilities: np.ndarray | None = None
     class_names: list[str] | None = None
     notes: list[str] = field(default_factory=list)
+    # With `--model FILE.onnx|.tflite`: the Keras model's predictions for the same inputs, shown beside.
+    reference: Predictions | None = None
+
+    def differences(self) -> np.ndarray:
+        """Each input's largest absolute difference from the Keras model's outputs (needs `reference`)."""
+        if self.reference is None:
+            raise RunError("no Keras predictions to compare with")
+        flat = self.outputs.reshape(len(self.outputs), -1).astype(np.float64)
+        return np.abs(flat - self.reference.outputs.reshape(len(flat), -1)).max(axis=1)
 
     def top(self, k: int) -> list[list[tuple[str, float]]]:
         """The k most probable classes of each input, with their probabilities."""
@@ -43,18 +52,31 @@ class Predictions:
         (classifiers), or the output values."""
         out = io.StringIO()
         writer = csv.writer(out)
+        head, cells = self.beside()
         if self.probabilities is not None:
             names = self.class_names or [str(i) for i in range(self.probabilities.shape[1])]
-            writer.writerow(["input", "predicted", "probability", *names])
-            for name, row in zip(self.inputs, self.probabilities):
+            writer.writerow(["input", "predicted", "probability", *names, *head])
+            for name, row, more in zip(self.inputs, self.probabilities, cells):
                 best = int(row.argmax())
-                writer.writerow([name, names[best], f"{row[best]:.6g}", *(f"{p:.6g}" for p in row)])
+                writer.writerow([name, names[best], f"{row[best]:.6g}", *(f"{p:.6g}" for p in row), *more])
         else:
             flat = self.outputs.reshape(len(self.outputs), -1)
-            writer.writerow(["input", *(f"output_{i}" for i in range(flat.shape[1]))])
-            for name, row in zip(self.inputs, flat):
-                writer.writerow([name, *(f"{v:.6g}" for v in row)])
+            writer.writerow(["input", *(f"output_{i}" for i in range(flat.shape[1])), *head])
+            for name, row, more in zip(self.inputs, flat, cells):
+                writer.writerow([name, *(f"{v:.6g}" for v in row), *more])
         return out.getvalue()
+
+    def beside(self, *, table: bool = False) -> tuple[list[str], list[list[str]]]:
+        """With `reference`: the Keras model's top class and each input's largest difference from its outputs,
+        as (column names, cells of each input); CSV names, or names for a table with the class's probability."""
+        if self.reference is None:
+            return [], [[] for _ in self.inputs]
+        tops = self.reference.top(1) if self.reference.probabilities is not None else None
+        head = (["keras model" if table else "keras_predicted"] if tops else []) + [
+            "max |diff|" if table else "max_abs_diff"]
+        cells = [([format_top(tops[i])[0] if table else tops[i][0][0]] if tops else []) + [f"{d:.3g}"]
+                 for i, d in enumerate(self.differences())]
+        return head, cells
 
 
 def _fit_shape(array: np.ndarray, shape: tuple[int, ...], source: str) -> np.ndarray:
@@ -196,9 +218,10 @@ def read_named(paths: list[Path], inputs: dict[str, str]) -> tuple[dict[str, np.
     return {name: np.concatenate([part[name] for part in parts]) for name in inputs}, names
 
 
-def class_probabilities(outputs: Any, num_classes: int | None) -> tuple[np.ndarray | None, list[str]]:
+def class_probabilities(outputs: Any, num_classes: int | None, *, given: bool = False) -> tuple[np.ndarray | None, list[str]]:
     """A classifier's class probabilities from `model.predict` output (its first output with one column
-    per class, or one sigmoid column for two classes); softmax is applied to logits."""
+    per class, or one sigmoid column for two classes); softmax is applied to logits. `given`: the outputs are
+    probabilities (an int8 export's do not sum to exactly 1), taken as they are."""
     if not num_classes:
         return None, []
     if isinstance(outputs, dict):
@@ -209,7 +232,7 @@ def class_probabilities(outputs: Any, num_classes: int | None) -> tuple[np.ndarr
         if out.ndim != 2:
             continue
         if out.shape[1] == num_classes:
-            if np.all(out >= 0) and np.allclose(out.sum(axis=1), 1.0, atol=1e-3):
+            if given or (np.all(out >= 0) and np.allclose(out.sum(axis=1), 1.0, atol=1e-3)):
                 return out, []
             shifted = np.exp(out - out.max(axis=1, keepdims=True))
             return shifted / shifted.sum(axis=1, keepdims=True), [
@@ -217,15 +240,16 @@ def class_probabilities(outputs: Any, num_classes: int | None) -> tuple[np.ndarr
         if out.shape[1] == 1 and num_classes == 2:
             p = out[:, 0]
             notes = []
-            if np.any(p < 0) or np.any(p > 1):
+            if not given and (np.any(p < 0) or np.any(p > 1)):
                 p, notes = 1 / (1 + np.exp(-p)), ["the model's output is not a probability: shown as sigmoid(output)"]
             return np.stack([1 - p, p], axis=1), notes
     return None, []
 
 
 def predict(run_dir: Path, inputs: list[Path], *, best: bool = False, batch_size: int = 256,
-            trust_code: bool = False) -> Predictions:
-    """Run a trained run's model (model.keras, or best.keras with `best`) on the given input files.
+            model_path: Path | None = None, trust_code: bool = False) -> Predictions:
+    """Run a trained run's model (model.keras, or best.keras with `best`) on the given input files; with
+    `model_path` (an .onnx or .tflite export) run that in its own runtime, the Keras model's answers beside.
 
     `trust_code`: the user's word that the run's custom objects may be imported (dltrain.trust)."""
     from dltrain.saved import load_model
@@ -247,7 +271,25 @@ def predict(run_dir: Path, inputs: list[Path], *, best: bool = False, batch_size
         shape = tuple(int(d) for d in dataset["input_shape"])
         x, names, notes = read_inputs(inputs, shape)
     outputs = model.predict(x, batch_size=batch_size, verbose=0)
-    probabilities, more = class_probabilities(outputs, dataset.get("num_classes"))
+    found = _predictions(names, outputs, dataset, notes)
+    if model_path is None:
+        return found
+    from dltrain.export.loading import load_export
+    from dltrain.export.samples import input_arrays
+
+    runtime = load_export(model_path, model)
+    arrays = input_arrays(model, {k: np.asarray(v) for k, v in x.items()} if isinstance(x, dict) else np.asarray(x))
+    parts = [runtime([a[i:i + batch_size] for a in arrays]) for i in range(0, len(arrays[0]), batch_size)]
+    # Where the Keras model gives probabilities, the export's outputs are the same probabilities, rounded.
+    given = not class_probabilities(outputs, dataset.get("num_classes"))[1]
+    exported = _predictions(names, [np.concatenate(p) for p in zip(*parts)], dataset, notes, given=given)
+    exported.reference = found
+    return exported
+
+
+def _predictions(names: list[str], outputs: Any, dataset: dict[str, Any], notes: list[str], *,
+                 given: bool = False) -> Predictions:
+    probabilities, more = class_probabilities(outputs, dataset.get("num_classes"), given=given)
     if isinstance(outputs, dict):
         outputs = next(iter(outputs.values()))
     elif isinstance(outputs, (list, tuple)):

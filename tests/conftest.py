@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,21 @@ def write_config(tmp_path: Path):
         path.write_text(text)
         return path
     return write
+
+
+def cli(*args):
+    """Run the `dltrain` command in-process (Typer's CliRunner), every argument as a string."""
+    from typer.testing import CliRunner
+
+    from dltrain.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def train_text(root: Path, text: str) -> Path:
+    """Train the config `text` (written to root/config.yaml) into root/outputs; the run folder."""
+    config = root / "config.yaml"
+    config.write_text(text)
+    result = cli("train", config, "--output-dir", root / "outputs", "--no-progress")
+    assert result.exit_code == 0, result.output
+    return Path(re.search(r"^run folder: (.+)$", result.stdout, re.M).group(1))

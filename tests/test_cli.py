@@ -96,7 +96,7 @@ def test_save_every_format_and_reload(trained_run: Path, tmp_path: Path):
 
     result = invoke("save", trained_run, "--format", "savedmodel", "--out", tmp_path / "sm")
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == f"saved savedmodel: {tmp_path / 'sm'}"
+    assert result.stdout.strip().splitlines()[-1] == f"saved savedmodel: {tmp_path / 'sm'}"
     exported = tf.saved_model.load(str(tmp_path / "sm"))  # keep a reference: serve() needs its variables
     served = exported.serve(tf.constant(x))
     np.testing.assert_allclose(served.numpy(), original, rtol=1e-5, atol=1e-6)

@@ -45,6 +45,12 @@ def test_fashion_mnist_subset_trains_evaluates_and_exports(tmp_path: Path):
     exported = runner.invoke(app, ["save", str(run), "--format", "savedmodel"])
     assert exported.exit_code == 0, exported.output
     assert (run / "export" / "savedmodel" / "saved_model.pb").is_file()
+    # real images through full-integer int8: uint8 pixels quantized on the way in, within the 0.95 agreement
+    exported = runner.invoke(app, ["save", str(run), "--format", "tflite", "--quantize", "int8"])
+    assert exported.exit_code == 0, exported.output
+    report = json.loads((run / "export" / "model.int8.tflite.report.json").read_text())
+    assert report["samples"] == 300 and report["top1_agreement"] >= 0.95
+    assert abs(report["accuracy"]["export"] - report["accuracy"]["keras"]) <= 0.05
 
 
 def test_fashion_mnist_written_as_png_folders_trains_through_the_streamed_pipeline(tmp_path: Path):
