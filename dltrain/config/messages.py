@@ -101,4 +101,4 @@ def to_config_error(error: ValidationError, source: SourceMap, file: Path, prefi
         more = len(found) - 1
         hint = (hint + "; " if hint else "") + f"{more} more error{'s' if more > 1 else ''} after this one"
     where = source.locate(path) or Location(str(file))
-    return ConfigError(message, where=where, key=dotted(path) or None, hint=hint)
+    return ConfigError(message, where=where, key=source.key(path) or None, hint=hint)
