@@ -26,7 +26,7 @@ from dltrain.data.builtins import OFFLINE_ENV
 from dltrain.errors import ConfigError, ModelBuildError, first_line
 
 # Arguments of the functions that a config does not give, and why.
-_REFUSED = {"input_tensor": "a backbone takes the layer before it (or `inputs:`) as its input"}
+_REFUSED = {"input_tensor": "a backbone takes the layer before it, or the layer its `inputs:` names"}
 # Arguments every backbone takes on top of its function's own (Keras's Layer argument).
 EXTRA = ("trainable",)
 
@@ -98,8 +98,8 @@ def _check(name: str, kwargs: dict[str, Any], names: list[str], loaded: LoadedCo
     weights = kwargs.get("weights")
     if isinstance(weights, str) and weights != "imagenet" and not Path(weights).expanduser().is_file():
         raise loaded.error(ConfigError, at + ("weights",), f"weights file '{weights}' not found",
-                           hint=f"a path is read from the working folder ({os.getcwd()}); "
-                                "or write weights: imagenet (Keras's download) or null (random weights)")
+                           hint="a relative path is read from the working folder; or write weights: imagenet "
+                                "(Keras's download) or null (random weights)")
 
 
 def build(name: str, kwargs: dict[str, Any], input_shape: tuple[int | None, ...], loaded: LoadedConfig,
