@@ -96,8 +96,9 @@ def call_layer(layer: Any, inputs: Any, call_args: dict[str, Any], graph: Graph,
         if missing:
             raise loaded.error(ConfigError, path + ("inputs",), f"{class_name}'s call() needs '{missing[0]}'",
                                hint=f"add {missing[0]}: <layer name> to inputs:")
-        # Leading tensors go by position, as the functional API writes them: lstm(x, initial_state=[h, c]).
-        leading = [p.name for p in positional]
+        # Required tensors go by position, the rest by name, as the functional API writes them:
+        # lstm(x, initial_state=[h, c]), attention(query, value, key=k).
+        leading = required
         count = next((i for i, name in enumerate(leading) if name not in tensors), len(leading))
         args = tuple(tensors[name] for name in leading[:count])
         kwargs = {k: v for k, v in tensors.items() if k not in leading[:count]}
