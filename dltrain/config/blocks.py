@@ -155,12 +155,10 @@ class _Expander:
         self.taken.add(name)
         self.origins[("model", "layers", index, class_name, "name")] = origin
 
-    def _name_of(self, ref: str | int | None, scope: _Scope) -> str:
+    def _name_of(self, ref: str | int, scope: _Scope) -> str:
         """The name of the tensor `ref`; an unnamed model layer a block takes is named after the use."""
         if isinstance(ref, str):
             return ref
-        if ref is None:
-            raise ValueError("no input")  # callers check first
         found = self._layer_name(ref)
         if found is None:
             found = f"{scope.prefix}_{INPUT}"
@@ -177,11 +175,8 @@ class _Expander:
 
     # --- values ---------------------------------------------------------------------------------------
     def _param(self, name: str, path: Path_, scope: _Scope) -> tuple[Any, str]:
-        if name == INPUT:
-            if scope.input is None:
-                raise self._error(path, scope, "$input: this block use has no input",
-                                  hint="give the use `inputs:` (the model has several inputs)")
-            return self._name_of(scope.input, scope), "$input of " + str(scope.prefix)
+        if name == INPUT and scope.input is not None:  # a use always has an input (else _use refused it)
+            return self._name_of(scope.input, scope), f"$input of {scope.prefix}"
         if name in scope.params:
             return scope.params[name]
         params = ["$" + p for p in scope.params]
@@ -189,12 +184,19 @@ class _Expander:
             f"its parameters are: {', '.join(params)}" if params else f"add it under blocks.{scope.block}.params")
         raise self._error(path, scope, f"'${name}' is not a parameter of block '{scope.block}'", hint=hint)
 
+    def _each(self, value: Any, path: Path_, rel: Path_, leaf: Any) -> Any:
+        """`value` with `leaf(item, path, rel)` applied to each item inside its mappings and lists."""
+        if isinstance(value, dict):
+            return {k: self._each(v, path + (k,), rel + (k,), leaf) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._each(v, path + (i,), rel + (i,), leaf) for i, v in enumerate(value)]
+        return leaf(value, path, rel)
+
     def _substitute(self, value: Any, path: Path_, scope: _Scope, origins: dict[Path_, str], rel: Path_) -> Any:
         """`$param` and `$input` replaced in a value written inside a block; `$$` is a `$`."""
-        if isinstance(value, dict):
-            return {k: self._substitute(v, path + (k,), scope, origins, rel + (k,)) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._substitute(v, path + (i,), scope, origins, rel + (i,)) for i, v in enumerate(value)]
+        return self._each(value, path, rel, lambda item, at, where: self._text(item, at, scope, origins, where))
+
+    def _text(self, value: Any, path: Path_, scope: _Scope, origins: dict[Path_, str], rel: Path_) -> Any:
         if not isinstance(value, str) or "$" not in value:
             return value
         whole = _TOKEN.fullmatch(value)
@@ -235,11 +237,7 @@ class _Expander:
         raise self._error(path, scope, f"no earlier layer named '{base}' in block '{scope.block}'", hint=hint)
 
     def _inputs(self, value: Any, path: Path_, scope: _Scope, origins: dict[Path_, str], rel: Path_) -> Any:
-        if isinstance(value, dict):
-            return {k: self._inputs(v, path + (k,), scope, origins, rel + (k,)) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._ref(v, path + (i,), scope, origins, rel + (i,)) for i, v in enumerate(value)]
-        return self._ref(value, path, scope, origins, rel)
+        return self._each(value, path, rel, lambda item, at, where: self._ref(item, at, scope, origins, where))
 
     # --- layers ---------------------------------------------------------------------------------------
     def expand_list(self, specs: list[Any], at: Path_, scope: _Scope) -> None:
