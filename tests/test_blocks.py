@@ -147,3 +147,17 @@ def test_the_schema_knows_blocks_calls_outputs_and_backbones():
     assert {"use_causal_mask", "return_attention_scores", "training"} <= set(attention["call"]["properties"])
     assert {"query", "value", "key"} <= set(attention["inputs"]["anyOf"][2]["properties"])
     assert "name.N" in json.dumps(attention["inputs"]["anyOf"][0])
+
+
+def test_references_work_inside_blocks_and_explain_names_them(write_config):
+    text = BLOCKS.replace("  identity:\n", "  head:\n    params: {units: \"${dataset.num_classes}\"}\n    layers:\n"
+                          "      - Dense: {units: $units, activation: softmax}\n  identity:\n") \
+        .replace("    - Dense: {units: 3, activation: softmax}\n", "    - head\n")
+    path = write_config(text)
+    loaded = load_config(path)
+    assert split_spec(loaded.config.model.layers[-1]) == ("Dense", {"name": "head_1_dense", "units": 3,
+                                                                    "activation": "softmax"})
+    result = CliRunner().invoke(app, ["config", str(path), "--explain"])
+    line = next(l for l in result.stdout.splitlines() if l.startswith("model.layers[20].Dense.units"))
+    assert line.endswith(f"# $units from blocks.head.params.units (the block default): "
+                         f"${{dataset.num_classes}} at {path}:11:14")
