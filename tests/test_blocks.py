@@ -3,7 +3,6 @@ These tests never import TensorFlow (the expansion is config work); test_models.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -128,25 +127,6 @@ def test_blocks_expand_without_tensorflow():
             "print(len(loaded.config.model.layers), 'tensorflow' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["32", "False"]
-
-
-def test_the_schema_knows_blocks_calls_outputs_and_backbones():
-    from dltrain.schema import config_schema
-
-    schema = config_schema()
-    block = schema["$defs"]["BlockConfig"]
-    assert set(block["properties"]) == {"params", "layers"}
-    assert block["properties"]["layers"]["items"] == {"$ref": "#/$defs/Layer"}
-    assert schema["properties"]["blocks"]["additionalProperties"] == {"$ref": "#/$defs/BlockConfig"}
-    layer = schema["$defs"]["Layer"]
-    assert "MobileNetV2" in layer["anyOf"][0]["enum"]
-    classes = layer["anyOf"][2]["properties"]
-    assert {"include_top", "weights", "alpha", "trainable", "call", "inputs"} <= set(classes["MobileNetV2"]["properties"])
-    assert "input_tensor" not in classes["MobileNetV2"]["properties"]
-    attention = classes["MultiHeadAttention"]["properties"]
-    assert {"use_causal_mask", "return_attention_scores", "training"} <= set(attention["call"]["properties"])
-    assert {"query", "value", "key"} <= set(attention["inputs"]["anyOf"][2]["properties"])
-    assert "name.N" in json.dumps(attention["inputs"]["anyOf"][0])
 
 
 def test_references_work_inside_blocks_and_explain_names_them(write_config):

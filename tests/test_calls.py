@@ -3,6 +3,7 @@ layers, and keras.applications backbones: weights from a file, from Keras's cach
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -123,3 +124,22 @@ def test_imagenet_weights_offline_name_the_file_and_the_folder(write_config, tmp
         f"and downloads are off (DLTRAIN_OFFLINE=1) (place {file} in {tmp_path}/keras/models/; Keras downloads it "
         f"from https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/{file}; weights: null "
         "builds the backbone with random weights)")
+
+
+def test_the_schema_knows_blocks_calls_outputs_and_backbones():
+    from dltrain.schema import config_schema
+
+    schema = config_schema()
+    block = schema["$defs"]["BlockConfig"]
+    assert set(block["properties"]) == {"params", "layers"}
+    assert block["properties"]["layers"]["items"] == {"$ref": "#/$defs/Layer"}
+    assert schema["properties"]["blocks"]["additionalProperties"] == {"$ref": "#/$defs/BlockConfig"}
+    layer = schema["$defs"]["Layer"]
+    assert "MobileNetV2" in layer["anyOf"][0]["enum"]
+    classes = layer["anyOf"][2]["properties"]
+    assert {"include_top", "weights", "alpha", "trainable", "call", "inputs"} <= set(classes["MobileNetV2"]["properties"])
+    assert "input_tensor" not in classes["MobileNetV2"]["properties"]
+    attention = classes["MultiHeadAttention"]["properties"]
+    assert {"use_causal_mask", "return_attention_scores", "training"} <= set(attention["call"]["properties"])
+    assert {"query", "value", "key"} <= set(attention["inputs"]["anyOf"][2]["properties"])
+    assert "name.N" in json.dumps(attention["inputs"]["anyOf"][0])
