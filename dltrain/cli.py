@@ -226,14 +226,16 @@ def check(
     from dltrain.load import load_config
 
     loaded = load_config(config, set_ or [], trust_code=trust_code)
-    from dltrain.model import check as build_and_check, layer_rows
+    from dltrain.model import check as build_and_check, layer_rows, trainable_count
 
     model = build_and_check(loaded)
-    table = Table("layer", "type", "output shape", "params", title=f"{loaded.config.name} ({config})")
-    for name, kind, shape, params in layer_rows(model):
-        table.add_row(name, kind, shape, f"{params:,}")
+    table = Table("layer", "type", "output shape", "params", "trainable", title=f"{loaded.config.name} ({config})")
+    for name, kind, shape, params, trainable in layer_rows(model):
+        table.add_row(name, kind, shape, f"{params:,}", f"{trainable:,}")
     out.print(table)
-    out.print(f"{model.count_params():,} parameters; config OK ({time.perf_counter() - start:.1f}s)")
+    total, trainable = model.count_params(), trainable_count(model)
+    out.print(f"{total:,} parameters ({trainable:,} trainable, {total - trainable:,} frozen); "
+              f"config OK ({time.perf_counter() - start:.1f}s)")
 
 
 @app.command("config")

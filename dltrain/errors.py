@@ -15,11 +15,16 @@ class Location:
     column: int | None = None
     # The `extends:` lines that brought this file in, from the file the user named down to this one.
     via: tuple[str, ...] = ()
+    # For a line inside a block's definition: the uses that put it in the model, innermost first
+    # ("block 'identity' used at c.yaml:20:7").
+    within: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         text = self.file if self.line is None else f"{self.file}:{self.line}:{self.column}"
         if self.via:
             text += f" (via extends at {' -> '.join(self.via)})"
+        if self.within:
+            text += f" (in {', in '.join(self.within)})"
         return text
 
 

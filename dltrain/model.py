@@ -6,11 +6,13 @@ from typing import Any
 
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
+import numpy as np
 
-from dltrain import data, registry
+from dltrain import backbones, data, registry
+from dltrain.calls import Graph, call_layer
 from dltrain.compiling import build_augmentation, build_callbacks, compile_model
-from dltrain.config import LoadedConfig, layer_refs, split_spec
-from dltrain.errors import ConfigError, ModelBuildError, first_line
+from dltrain.config import LoadedConfig, split_spec
+from dltrain.errors import ConfigError
 from dltrain.trust import require_trust
 
 
@@ -24,12 +26,6 @@ def input_shapes(loaded: LoadedConfig, dataset_shape: tuple[int, ...] | None) ->
         raise loaded.error(ConfigError, ("model",), "the input shape is unknown",
                            hint="add model.input_shape, e.g. input_shape: [28, 28]")
     return {"input": tuple(shape)}
-
-
-def _shape_text(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_shape_text(v) for v in value)
-    return str(tuple(value.shape))
 
 
 def _preprocessed(loaded: LoadedConfig, preprocessing: Any, train: Any) -> tuple[Any, Any]:
@@ -56,33 +52,28 @@ def build_model(loaded: LoadedConfig, dataset_shape: tuple[int | None, ...] | No
     """
     require_trust(loaded)  # safe_mode: false admits Lambda bytecode and SavedModel layers
     config = loaded.config
-    tensors: dict[str, Any] = {}
+    graph = Graph(loaded)
     if preprocessing is not None:
-        model_inputs, tensors["input"] = _preprocessed(loaded, preprocessing, train)
+        model_inputs, features = _preprocessed(loaded, preprocessing, train)
+        graph.add("input", features, "preprocessing")
     else:
         for name, shape in input_shapes(loaded, dataset_shape).items():
-            tensors[name] = keras.Input(shape=shape, name=name)
-        inputs = list(tensors.values())
+            graph.add(name, keras.Input(shape=shape, name=name), "Input")
+        inputs = list(graph.tensors.values())
         model_inputs = inputs[0] if len(inputs) == 1 else inputs
-    previous = next(iter(tensors)) if len(tensors) == 1 else None
+    previous = next(iter(graph.tensors)) if len(graph.tensors) == 1 else None
     for i, spec in enumerate(config.model.layers):
         class_name, kwargs = split_spec(spec)
         path = ("model", "layers", i)
-        refs = layer_refs(kwargs) or [previous]
-        kwargs.pop("inputs", None)
-        layer = registry.build("layer", {class_name: kwargs} if kwargs or isinstance(spec, dict) else class_name,
-                               loaded, path)
-        args = [tensors[ref] for ref in refs]
-        try:
-            output = layer(args[0] if len(args) == 1 else args)
-        except Exception as error:  # Keras raises many types for shape problems; all are the user's to fix
-            raise loaded.error(ModelBuildError, path + (class_name,),
-                               f"{class_name} cannot take input of shape {_shape_text(args)}: {first_line(error)}",
-                               hint="check this layer's arguments and the layers before it") from None
+        inputs = kwargs.pop("inputs", None) or previous
+        call_args = kwargs.pop("call", None) or {}
+        who = f"layer '{kwargs['name']}'" if isinstance(kwargs.get("name"), str) else loaded.source.key(path)
+        layer = _layer(class_name, kwargs, spec, graph, inputs, loaded, path, who)
+        output = call_layer(layer, inputs, call_args, graph, path + (class_name,), class_name, who)
         key = kwargs.get("name") or f"#{i}"
-        tensors[key] = output
+        graph.add(key, output, class_name)
         previous = key
-    outputs = [tensors[name] for name in (config.model.outputs or [previous])]
+    outputs = [graph.tensors[name] for name in (config.model.outputs or [previous])]
     return keras.Model(
         inputs=model_inputs,
         outputs=outputs[0] if len(outputs) == 1 else outputs,
@@ -90,15 +81,39 @@ def build_model(loaded: LoadedConfig, dataset_shape: tuple[int | None, ...] | No
     )
 
 
-def layer_rows(model: keras.Model) -> list[tuple[str, str, str, int]]:
-    """(name, class, output shape, parameter count) for each layer, in order."""
+def _layer(class_name: str, kwargs: dict[str, Any], spec: Any, graph: Graph, inputs: Any, loaded: LoadedConfig,
+           path: tuple, who: str) -> Any:
+    """The Keras layer of one config entry: a keras.layers class, a custom object or a keras.applications model."""
+    custom = registry.custom_objects(loaded) if loaded.config.custom_objects else {}
+    if class_name in registry.catalog("application") and class_name not in custom:
+        first = _first_tensor(graph.resolve(inputs, path + (class_name, "inputs"), who))
+        return backbones.build(class_name, kwargs, tuple(first.shape[1:]), loaded, path)
+    return registry.build("layer", {class_name: kwargs} if kwargs or isinstance(spec, dict) else class_name,
+                          loaded, path)
+
+
+def _first_tensor(value: Any) -> Any:
+    if isinstance(value, dict):
+        value = list(value.values())
+    while isinstance(value, (list, tuple)):
+        value = value[0]
+    return value
+
+
+def layer_rows(model: keras.Model) -> list[tuple[str, str, str, int, int]]:
+    """(name, class, output shape, parameters, trainable parameters) for each layer, in order."""
     rows = []
     for layer in model.layers:
         output = layer.output
         shape = ", ".join(str(tuple(o.shape)) for o in output) if isinstance(output, (list, tuple)) \
             else str(tuple(output.shape))
-        rows.append((layer.name, type(layer).__name__, shape, layer.count_params()))
+        rows.append((layer.name, type(layer).__name__, shape, layer.count_params(), trainable_count(layer)))
     return rows
+
+
+def trainable_count(layer: keras.layers.Layer) -> int:
+    """The parameters training updates (a frozen layer's, and BatchNormalization's statistics, are not)."""
+    return int(sum(np.prod(w.shape) for w in layer.trainable_weights))
 
 
 def check(loaded: LoadedConfig) -> keras.Model:

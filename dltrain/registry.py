@@ -31,6 +31,7 @@ _MODULES: dict[str, ModuleType] = {
     "regularizer": keras.regularizers,
     "constraint": keras.constraints,
     "activation": keras.activations,
+    "application": keras.applications,  # backbones (MobileNetV2, ResNet50, ...): functions that build a Model
 }
 _BASES: dict[str, type] = {
     "layer": keras.layers.Layer,
@@ -73,6 +74,8 @@ def catalog(kind: str) -> dict[str, Any]:
             if base is not None and issubclass(obj, base) and not inspect.isabstract(obj):
                 found[name] = obj
         elif callable(obj) and kind in ("loss", "metric", "activation"):
+            found[name] = obj
+        elif callable(obj) and kind == "application" and name[:1].isupper():
             found[name] = obj
     if kind == "optimizer":
         # keras.optimizers.get accepts lower-case names (`adam`, `sgd`); so do configs.
@@ -171,6 +174,8 @@ def lookup(kind: str, name: str, loaded: LoadedConfig, path: Path_) -> Any:
     names = list(catalog(kind)) + list(custom)
     if kind == "metric":
         names += list(_COMPILE_METRICS)
+    if kind == "layer":  # a layer's place also takes backbones and the config's blocks
+        names += list(catalog("application")) + list(loaded.config.blocks)
     hint = did_you_mean(name, names) or f"see the names in keras.{_MODULES[kind].__name__.split('.')[-1]}"
     raise loaded.error(ConfigError, path, f"unknown {kind} '{name}'", hint=hint)
 

@@ -12,6 +12,7 @@ _REFERENCE = {"type": "string", "pattern": r"\$\{[^{}]+\}", "description": "a ${
 # Where a config names Keras objects, and which kind of object each place takes.
 _SPEC_PLACES = (
     (("$defs", "ModelConfig", "properties", "layers", "items"), "layer"),
+    (("$defs", "BlockConfig", "properties", "layers", "items"), "layer"),
     (("$defs", "DatasetConfig", "properties", "augmentation", "items"), "layer"),
     (("properties", "optimizer"), "optimizer"),
     (("properties", "loss"), "loss"),
@@ -43,6 +44,42 @@ def _first_line(obj: Any) -> str:
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
+_REF_NAME = {"type": "string", "description": "a layer or model input; `name.N` is output N of a layer that "
+                                             "returns several"}
+
+
+def _call_keys(call: Any) -> dict[str, Any]:
+    """`inputs` and `call`: how the layer is called, from its `call` signature."""
+    params = [p for p in inspect.signature(call).parameters.values()
+              if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    names = {p.name: {} for p in params}
+    tensors = {"anyOf": [_REF_NAME, {"type": "array", "items": _REF_NAME}]}
+    return {
+        "inputs": {"description": "what the layer is called on (default: the layer before): a name, a list (one "
+                                  "argument or positional tensors, as call() takes them), or call()'s arguments "
+                                  "by name", "anyOf": [*tensors["anyOf"], {"type": "object", "properties": {
+                                      name: tensors for name in names}}]},
+        "call": {"type": "object", "description": "call()'s other arguments (training, use_causal_mask, ...)",
+                 "properties": names},
+    }
+
+
+def _layer_places() -> dict[str, Any]:
+    """keras.applications models: layers by their name, with their function's arguments."""
+    from keras.src.models.functional import Functional  # what keras.applications functions return
+
+    from dltrain import backbones, registry
+
+    found = {}
+    for name, function in registry.catalog("application").items():
+        names, required = backbones.arguments(function)
+        arguments = {arg: {} for arg in [*names, *backbones.EXTRA] if arg != "input_tensor"}
+        found[name] = {"type": ["object", "null"], "description": _first_line(function),
+                       "properties": {**arguments, "name": {"type": "string"}, **_call_keys(Functional.call)},
+                       "required": required}
+    return found
+
+
 def _spec_schema(kind: str) -> dict[str, Any]:
     """A bare Keras name, or a one-key mapping from a Keras class to its keyword arguments."""
     from dltrain import registry
@@ -56,10 +93,12 @@ def _spec_schema(kind: str) -> dict[str, Any]:
         accepted, required = registry.accepted_arguments(obj)
         arguments = {arg: {} for arg in sorted(accepted)}
         if kind == "layer":
-            arguments["inputs"] = {"description": "earlier layers or model inputs this layer takes",
-                                   "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+            arguments.update(_call_keys(obj.call))
         classes[name] = {"type": ["object", "null"], "description": _first_line(obj), "properties": arguments,
                          "required": required}
+    if kind == "layer":
+        classes.update(_layer_places())
+        names = sorted([*names, *registry.catalog("application")])
     # Names outside the enum stay valid: custom_objects add names Keras does not have.
     return {"anyOf": [
         {"type": "string", "enum": names},
@@ -82,8 +121,10 @@ def config_schema() -> dict[str, Any]:
     schema["properties"]["extends"] = {"type": "string", "description": "a base config this file extends"}
     # Any string: with `format: tfds` the name is a TensorFlow Datasets name; ours are offered first.
     schema["$defs"]["DatasetConfig"]["properties"]["name"]["examples"] = list(DATASET_NAMES)
+    # One definition of a layer entry, referred to from model.layers, blocks and augmentation.
+    schema["$defs"]["Layer"] = _spec_schema("layer")
     for place, kind in _SPEC_PLACES:
-        spec = _spec_schema(kind)
+        spec = {"$ref": "#/$defs/Layer"} if kind == "layer" else _spec_schema(kind)
         if kind in ("loss", "metric"):
             one = spec if kind == "loss" else {"type": "array", "items": spec}
             _set(schema, place, {"anyOf": [one, {"type": "object", "additionalProperties": one}]})

@@ -140,7 +140,7 @@ def test_check_prints_the_layer_table(write_config):
     result = invoke("check", write_config(SYNTHETIC))
     assert result.exit_code == 0, result.output
     assert re.search(r"dense\s+│ Dense\s+│ \(None, 16\)\s+│ 144", result.stdout)
-    assert "195 parameters; config OK" in result.stdout
+    assert "195 parameters (195 trainable, 0 frozen); config OK" in result.stdout
 
 
 BAD = [

@@ -15,6 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from conftest import CONFIGS
+from keras_graph import assert_same_graph
 from dltrain.cli import app
 from dltrain.load import load_config
 from dltrain.errors import ConfigError, DltrainError
@@ -209,15 +210,16 @@ def _residual_reference() -> keras.Model:
 
 
 def test_residual_config_equals_the_functional_api():
+    """The config is written with blocks; it builds exactly the network above, layer for layer and edge for edge."""
     model = check(load_config(CONFIGS / "fashion_mnist_resnet.yaml"))
     reference = _residual_reference()
     assert model.count_params() == reference.count_params() == 152_106
-    ours = sorted((type(l).__name__, l.count_params(), tuple(l.output.shape)) for l in model.layers)
-    theirs = sorted((type(l).__name__, l.count_params(), tuple(l.output.shape)) for l in reference.layers)
-    assert ours == theirs
+    assert_same_graph(model, reference)
     assert sum(isinstance(l, keras.layers.Add) for l in model.layers) == 3
-    # the skip connections join what the config says they join
-    assert model.get_layer("block2_proj").input is model.get_layer("block1").output
+    # the layers are named as the YAML reads: each block use's prefix, then the name inside the block
+    assert model.get_layer("block2_shortcut_conv2d").input is model.get_layer("block1").output
+    assert model.get_layer("block1_add").input[0] is model.get_layer("stem").output
+    assert model.get_layer("block1_add").input[1] is model.get_layer("block1_main").output
     x = np.random.default_rng(0).integers(0, 255, (2, 28, 28)).astype("uint8")
     assert model.predict(x, verbose=0).shape == (2, 10)
 
@@ -237,7 +239,8 @@ def test_the_schema_catches_typos_and_knows_keras(schema: dict):
     config["training"]["epoch"] = 3
     with pytest.raises(jsonschema.ValidationError, match="'epoch' was unexpected"):
         jsonschema.validate(config, schema)
-    layers = schema["$defs"]["ModelConfig"]["properties"]["layers"]["items"]["anyOf"]
+    assert schema["$defs"]["ModelConfig"]["properties"]["layers"]["items"] == {"$ref": "#/$defs/Layer"}
+    layers = schema["$defs"]["Layer"]["anyOf"]
     assert "Conv2D" in layers[0]["enum"]
     assert {"filters", "kernel_size", "inputs"} <= set(layers[2]["properties"]["Conv2D"]["properties"])
     jsonschema.validate({**yaml.safe_load((CONFIGS / "synthetic.yaml").read_text()),

@@ -34,7 +34,7 @@ def test_shipped_configs_build(path: str, params: int):
 def test_layer_rows_lists_every_layer():
     model = check(load_config(CONFIGS / "mnist.yaml"))
     assert [r[1] for r in layer_rows(model)] == ["InputLayer", "Rescaling", "Flatten", "Dense", "Dropout", "Dense"]
-    assert layer_rows(model)[3][2:] == ("(None, 128)", 100_480)
+    assert layer_rows(model)[3][2:] == ("(None, 128)", 100_480, 100_480)
 
 
 def test_catalog_lists_real_keras_names():

@@ -37,10 +37,14 @@ def _source(loaded: LoadedConfig, path: Path_) -> str:
     if path == ("seed",) and not _written(loaded.written, path):
         return "drawn at random"
     for end in range(len(path), 0, -1):
-        if path[:end] in loaded.references:
+        if path[:end] in loaded.origins:  # a value a block gave: `$filters` from its use or its default
+            return loaded.origins[path[:end]]
+    for end in range(len(path), 0, -1):
+        written = loaded.source.written(path[:end])[0]
+        if written in loaded.references:
             where = loaded.locate(path[:end])
-            return f"{loaded.references[path[:end]]} at {replace(where, via=())}" if where \
-                else loaded.references[path[:end]]
+            return f"{loaded.references[written]} at {replace(where, via=())}" if where \
+                else loaded.references[written]
     if not _written(loaded.written, path):
         return DEFAULT
     where = loaded.locate(path)

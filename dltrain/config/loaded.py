@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from dltrain.config.schema import Config
-from dltrain.config.yamlsource import Path_, SourceMap, dotted
+from dltrain.config.yamlsource import Path_, SourceMap
 from dltrain.errors import ConfigError, DataError, Location
 
 
@@ -39,6 +39,8 @@ class LoadedConfig:
     # Whether the user trusts the config's code (--trust-code): without it, nothing it names is imported and
     # no model is loaded with safe_mode off (dltrain.trust.require_trust).
     trust_code: bool = False
+    # Keys of expanded block layers whose value a block gave (`$filters` from a use or a default), and whence.
+    origins: dict[Path_, str] = field(default_factory=dict)
     # `custom_objects`, once imported (registry.custom_objects): every Keras name lookup consults them.
     imported: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
@@ -52,12 +54,13 @@ class LoadedConfig:
 
     def error(self, cls: type[ConfigError], path: Path_, message: str, hint: str | None = None) -> ConfigError:
         """An error of type `cls` pointing at the key `path`."""
-        return cls(message, where=self.locate(path), key=dotted(path), hint=hint)
+        return cls(message, where=self.locate(path), key=self.source.key(path), hint=hint)
 
     def resolved(self) -> dict[str, Any]:
         """The fully resolved config as plain data: what `config.yaml` in a run folder holds."""
         data = self.config.model_dump(mode="json")
         data["dataset"] = self.config.dataset.dump()
+        data.pop("blocks", None)  # expanded into model.layers: the layers are what runs
         return _drop_none(data)
 
 

@@ -27,7 +27,7 @@ _EXPECTED = {
 }
 
 
-def _message(err: dict[str, Any]) -> tuple[str, str | None]:
+def _message(err: dict[str, Any], prefix: Path_ = ()) -> tuple[str, str | None]:
     kind = err["type"]
     ctx = err.get("ctx") or {}
     got = err.get("input")
@@ -36,7 +36,7 @@ def _message(err: dict[str, Any]) -> tuple[str, str | None]:
     if kind in _EXPECTED:
         return f"expected {_EXPECTED[kind]}, got {short(got)}", None
     if kind == "missing":
-        *parent, key = err["loc"]
+        *parent, key = prefix + tuple(p for p in err["loc"] if not _is_branch(p))
         where = f"under '{dotted(tuple(parent))}'" if parent else "at the top level"
         return "required key is missing", f"add '{key}:' {where}"
     if kind in ("greater_than_equal", "greater_than", "less_than", "less_than_equal"):
@@ -87,7 +87,7 @@ def to_config_error(error: ValidationError, source: SourceMap, file: Path, prefi
         ctx = err.get("ctx") or {}
         if "key" in ctx:  # errors raised for one key of a section point at that key
             path = path + (ctx["key"],)
-        message, hint = _message(err)
+        message, hint = _message(err, prefix)
         found.append((path, message, hint))
 
     def order(item: tuple[Path_, str, str | None]) -> tuple[int, int]:
@@ -101,4 +101,4 @@ def to_config_error(error: ValidationError, source: SourceMap, file: Path, prefi
         more = len(found) - 1
         hint = (hint + "; " if hint else "") + f"{more} more error{'s' if more > 1 else ''} after this one"
     where = source.locate(path) or Location(str(file))
-    return ConfigError(message, where=where, key=dotted(path) or None, hint=hint)
+    return ConfigError(message, where=where, key=source.key(path) or None, hint=hint)

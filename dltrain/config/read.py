@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ValidationError
 
+from dltrain.config.blocks import expand_blocks
 from dltrain.config.compose import apply_override, load_file
 from dltrain.config.dataset import DatasetConfig
 from dltrain.config.fields import Section
@@ -90,7 +91,8 @@ def resolve_references(data: dict[str, Any], source: SourceMap, path: Path,
 
 def validate(data: dict[str, Any], source: SourceMap, path: Path,
              references: dict[Path_, str] | None = None) -> LoadedConfig:
-    """Validate plain config data against the schema; fill a seed when none is given."""
+    """Expand blocks, validate plain config data against the schema; fill a seed when none is given."""
+    expansion = expand_blocks(data, source, path, references)
     written = copy.deepcopy(data)
     try:
         config = Config.model_validate(data)
@@ -98,7 +100,8 @@ def validate(data: dict[str, Any], source: SourceMap, path: Path,
         raise to_config_error(error, source, path) from None
     if config.seed is None:
         config.seed = secrets.randbelow(2**31)
-    loaded = LoadedConfig(config, source, path, references or {}, written)
+    loaded = LoadedConfig(config, source, path, references or {}, written,
+                          origins=expansion.origins if expansion else {})
     check_graph(loaded)
     check_split_sources(loaded)
     return loaded

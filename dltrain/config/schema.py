@@ -32,6 +32,14 @@ class ModelConfig(Section):
         return self
 
 
+class BlockConfig(Section):
+    """A block: layers defined once, with parameters and their defaults, used in `layers:` like a layer."""
+
+    # `$name` inside the layers is the value a use gives (or this default).
+    params: dict[str, Any] = Field(default_factory=dict)
+    layers: list[Spec] = Field(min_length=1)
+
+
 class TrainingConfig(Section):
     """How `fit` runs. Keras's own argument names and defaults."""
 
@@ -137,6 +145,8 @@ class Config(Section):
     # None: a fresh seed is drawn and written into the run's config.yaml, so every run reproduces.
     seed: int | None = None
     dataset: DatasetConfig
+    # Layers defined once and used by name in model.layers (dltrain/config/blocks.py expands them).
+    blocks: dict[str, BlockConfig] = Field(default_factory=dict)
     model: ModelConfig
     # One loss for every output, or (several outputs) a mapping from output names to losses.
     loss: Spec | dict[str, Spec]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,18 +56,37 @@ def dotted(path: Path_) -> str:
     return out
 
 
+# Where an expanded layer was written (`model.layers[i]` or `blocks.<name>.layers[k]`) and the block uses
+# that put it in the model, innermost first.
+Written = tuple[Path_, tuple[str, ...]]
+
+
 @dataclass
 class SourceMap:
     """Where each key path of a config was written: file:line:column or `--set ...`."""
 
     positions: dict[Path_, Location] = field(default_factory=dict)
+    # Set once blocks are expanded: `model.layers[j]` of the expanded list -> where that layer was written.
+    aliases: dict[Path_, Written] = field(default_factory=dict)
+
+    def written(self, path: Path_) -> Written:
+        """The key path as the user wrote it (a layer of a block: inside `blocks:`), with the uses around it."""
+        found = self.aliases.get(tuple(path[:3])) if self.aliases else None
+        if found is None:
+            return tuple(path), ()
+        return found[0] + tuple(path[3:]), found[1]
+
+    def key(self, path: Path_) -> str:
+        """The dotted key of `path` as the user wrote it."""
+        return dotted(self.written(path)[0])
 
     def locate(self, path: Path_) -> Location | None:
         """The position of `path`, or of its nearest recorded parent."""
+        path, within = self.written(path)
         for end in range(len(path), -1, -1):
             found = self.positions.get(tuple(path[:end]))
             if found is not None:
-                return found
+                return replace(found, within=found.within + within) if within else found
         return None
 
     def update(self, other: SourceMap, prefix: Path_ = ()) -> None:
