@@ -123,7 +123,7 @@ def single(tmp_path_factory: pytest.TempPathFactory) -> Path:
     old = os.environ.pop("TF_CONFIG", None)
     try:
         result = CliRunner().invoke(app, ["train", str(config(root)), "--output-dir", str(root / "out"),
-                                          "--no-progress"])
+                                          "--no-progress", "--trust-code"])
     finally:
         if old is not None:
             os.environ["TF_CONFIG"] = old
@@ -136,8 +136,9 @@ def two_workers(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, fl
     """`dltrain train CONFIG --workers 2`: its folder, the chief's output, and how long it took."""
     root = tmp_path_factory.mktemp("workers")
     start = time.perf_counter()
-    code, out, err = finish(dltrain("train", config(root), "--workers", 2, "--output-dir", root / "out",
-                                    "--no-progress", env=environment(root)))
+    # The config imports the test's own callbacks: --trust-code, which the launcher passes on to every worker.
+    code, out, err = finish(dltrain("train", config(root), "--workers", 2, "--trust-code", "--output-dir",
+                                    root / "out", "--no-progress", env=environment(root)))
     assert code == 0, err[-3000:]
     return root, out, time.perf_counter() - start
 
@@ -172,7 +173,7 @@ def test_a_chief_and_a_worker_train_together(tmp_path: Path, two_workers):
     chief_port, worker_port = free_ports(2)
     tasks = {"chief": [f"localhost:{chief_port}"], "worker": [f"localhost:{worker_port}"]}
     env = environment(tmp_path)
-    started = [dltrain("train", path, "--output-dir", tmp_path / "out", "--no-progress",
+    started = [dltrain("train", path, "--output-dir", tmp_path / "out", "--no-progress", "--trust-code",
                        env={**env, "TF_CONFIG": tf_config(tasks, kind, 0)}) for kind in ("chief", "worker")]
     (chief_code, chief_out, chief_err), (worker_code, worker_out, worker_err) = [finish(p) for p in started]
     assert (chief_code, worker_code) == (0, 0), chief_err[-2000:] + worker_err[-2000:]
@@ -194,7 +195,7 @@ def test_a_job_killed_after_epoch_1_resumes_on_every_worker(tmp_path: Path, two_
     path = config(tmp_path, hold)
     env = environment(tmp_path)
     tasks = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
-    workers = [dltrain("train", path, "--output-dir", tmp_path / "out", "--no-progress",
+    workers = [dltrain("train", path, "--output-dir", tmp_path / "out", "--no-progress", "--trust-code",
                        env={**env, "TF_CONFIG": tf_config(tasks, "worker", i)}) for i in (0, 1)]
     deadline = time.monotonic() + 600
     while not any((s := runs.read_status(r)) and s.get("epoch") == 1 for r in (tmp_path / "out").glob("*")):
@@ -208,7 +209,8 @@ def test_a_job_killed_after_epoch_1_resumes_on_every_worker(tmp_path: Path, two_
     run = only_run(tmp_path / "out")
     assert runs.run_info(run).state == "interrupted"
     killed = sorted(os.listdir(tmp_path / "tmp"))  # kill -9 leaves a worker's temporary folder; nothing else can
-    code, out, err = finish(dltrain("train", path, "--resume", run, "--workers", 2, "--no-progress", env=env))
+    code, out, err = finish(dltrain("train", path, "--resume", run, "--workers", 2, "--trust-code", "--no-progress",
+                                    env=env))
     assert code == 0, err[-3000:]
     assert "resumed after epoch 1" in out
     assert runs.read_status(run)["state"] == "finished"
