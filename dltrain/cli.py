@@ -168,11 +168,22 @@ def check(
     loaded = load_config(config, set_ or [])
     from dltrain.model import check as build_and_check, layer_rows
 
+    if loaded.config.sweep is not None:  # its keys and values first: they need no TensorFlow
+        from dltrain.sweep.space import check_space
+
+        check_space(loaded)
     model = build_and_check(loaded)
+    space = None
+    if loaded.config.sweep is not None:
+        from dltrain.sweep.checks import check_sweep
+
+        space = check_sweep(loaded)
     table = Table("layer", "type", "output shape", "params", title=f"{loaded.config.name} ({config})")
     for name, kind, shape, params in layer_rows(model):
         table.add_row(name, kind, shape, f"{params:,}")
     out.print(table)
+    if space is not None:
+        out.print(f"sweep: {len(space.parameters)} parameters, each value builds the model")
     out.print(f"{model.count_params():,} parameters; config OK ({time.perf_counter() - start:.1f}s)")
 
 
@@ -333,6 +344,58 @@ def predict(
         for name, row in zip(found.inputs, flat):
             table.add_row(name, *(f"{v:.4g}" for v in row))
     _print_table(table)
+
+
+@app.command()
+@_errors_to_exit
+def sweep(
+    config: Path = typer.Argument(..., help="The YAML config file with a sweep: section."),
+    set_: Optional[list[str]] = SetOption,
+    workers: int = typer.Option(1, "--workers", min=1, help="Trial processes on this machine."),
+    trials: Optional[int] = typer.Option(None, "--trials", min=1, help="The study's total (sets sweep.trials)."),
+    output_dir: Path = typer.Option(Path("outputs"), "--output-dir", help="Where the sweep folder is created."),
+    resume_dir: Optional[Path] = typer.Option(None, "--resume", metavar="SWEEP_DIR",
+                                              help="Continue this stopped or killed sweep."),
+    force: bool = typer.Option(False, "--force", help="With --resume: accept a config that differs from the sweep's."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the live display."),
+) -> None:
+    """Run a study of many trials of a config (its sweep: section); each trial is an ordinary run folder."""
+    from dltrain.config import load_config
+
+    overrides = (set_ or []) + ([f"sweep.trials={trials}"] if trials is not None else [])
+    loaded = load_config(config, overrides)
+    from dltrain.sweep import driver
+
+    # TRUST-CODE (issue 15): when `train` gains --trust-code, add it here and set DLTRAIN_TRUST_CODE=1 in
+    # this process's environment: every worker and trial inherits it.
+    found = driver.resume(loaded, resume_dir, force=force) if resume_dir is not None else driver.start(loaded, output_dir)
+    out.print(f"sweep folder: {found.path}", markup=False, highlight=False, soft_wrap=True)
+    for note in found.notes:
+        err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+    result = driver.run(found, workers=workers, progress=progress)
+    _show_sweep(result)
+
+
+def _show_sweep(result, top: int = 5) -> None:
+    for note in result.notes:
+        err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+    counts = {state: sum(r.state == state for r in result.rows) for state in ("COMPLETE", "PRUNED", "FAIL")}
+    table = Table("trial", "state", result.metric, *result.keys, "run folder",
+                  title=f"{result.finished} of {result.total} trials finished ({counts['COMPLETE']} complete, "
+                        f"{counts['PRUNED']} pruned, {counts['FAIL']} failed); best first")
+    for row in result.rows[:top]:
+        table.add_row(str(row.trial), row.state, "" if row.value is None else f"{row.value:.4f}",
+                      *(_param(row.params.get(k)) for k in result.keys), row.run_dir)
+    _print_table(table)
+    out.print(f"leaderboard: {result.path / 'leaderboard.csv'}", markup=False, highlight=False, soft_wrap=True)
+    if result.best_config is not None:
+        out.print(f"best config: {result.best_config}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _param(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4g}" if isinstance(value, float) else json.dumps(value) if not isinstance(value, str) else value
 
 
 @app.command()

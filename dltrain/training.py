@@ -8,7 +8,7 @@ import signal
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
@@ -239,8 +239,11 @@ def _prepare(loaded: LoadedConfig) -> Prepared:
     return Prepared(model, splits, build_callbacks(loaded), augmentation)
 
 
-def train(loaded: LoadedConfig, output_dir: Path = Path("outputs"), *, progress: bool = True) -> TrainResult:
-    """Train the configured model; write config, history, checkpoints, model and metrics to a new run folder."""
+def train(loaded: LoadedConfig, output_dir: Path = Path("outputs"), *, progress: bool = True,
+          callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
+    """Train the configured model; write config, history, checkpoints, model and metrics to a new run folder.
+
+    `callbacks` are extra Keras callbacks, appended to fit's list (a sweep's pruning reporter)."""
     prepared = _prepare(loaded)
     run_dir = runs.create_run(output_dir, loaded.config.name)
     runs.atomic_write_yaml(run_dir / runs.CONFIG_FILE, loaded.resolved())
@@ -249,11 +252,11 @@ def train(loaded: LoadedConfig, output_dir: Path = Path("outputs"), *, progress:
         runs.atomic_write_text(run_dir / runs.PYTHONPATH_FILE,
                                "".join(f + "\n" for f in registry.custom_folders(loaded)))
     report.write_start(run_dir, loaded, prepared.model)
-    return _fit(loaded, prepared, run_dir, None, progress=progress)
+    return _fit(loaded, prepared, run_dir, None, progress=progress, callbacks=callbacks)
 
 
 def resume(run_dir: Path, loaded: LoadedConfig | None = None, *, force: bool = False,
-           progress: bool = True) -> TrainResult:
+           progress: bool = True, callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
     """Continue an interrupted run from its last checkpoint, with its own config or (`loaded`) a given one.
 
     A config that differs from the one the run started with is refused unless `force`.
@@ -293,7 +296,7 @@ def resume(run_dir: Path, loaded: LoadedConfig | None = None, *, force: bool = F
     if changes:
         runs.atomic_write_yaml(config_file, loaded.resolved())
     report.write_resume(run_dir, loaded, bool(changes))
-    result = _fit(loaded, prepared, run_dir, last, progress=progress)
+    result = _fit(loaded, prepared, run_dir, last, progress=progress, callbacks=callbacks)
     result.resumed_from = done
     result.notes = notes + result.notes
     return result
@@ -323,7 +326,7 @@ def _train_dataset(loaded: LoadedConfig, prepared: Prepared, randomness: EpochRa
 
 
 def _fit(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, start: Checkpoint | None, *,
-         progress: bool) -> TrainResult:
+         progress: bool, callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
     """Fit from `start` (or from scratch), recording every epoch; then evaluate and save."""
     config = loaded.config
     model, splits, user_callbacks = prepared.model, prepared.splits, prepared.callbacks
@@ -351,7 +354,8 @@ def _fit(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, start: Checkpo
     # The guard goes first: no later callback sees a batch after a signal or a non-finite loss. The
     # recorder goes after the user's callbacks, so a checkpoint holds what they changed (a reduced LR).
     # TensorBoard, best.keras and MLflow come after the checkpoint: it is the file that must not be missed.
-    callbacks = [guard, randomness, *user_callbacks, recorder, *extras.callbacks()]
+    extra = list(callbacks)
+    callbacks = [guard, randomness, *user_callbacks, recorder, *extras.callbacks(), *extra]
     bar = None
     if progress:
         bar = RichProgress(epochs, math.ceil(len(splits.train) / batch_size))
