@@ -385,7 +385,7 @@ def _show_sweep(result, top: int = 5) -> None:
                         f"{counts['PRUNED']} pruned, {counts['FAIL']} failed); best first")
     for row in result.rows[:top]:
         table.add_row(str(row.trial), row.state, "" if row.value is None else f"{row.value:.4f}",
-                      *(_param(row.params.get(k)) for k in result.keys), row.run_dir)
+                      *(_param(row.params.get(k)) for k in result.keys), Path(row.run_dir).name)
     _print_table(table)
     out.print(f"leaderboard: {result.path / 'leaderboard.csv'}", markup=False, highlight=False, soft_wrap=True)
     if result.best_config is not None:

@@ -108,7 +108,7 @@ def test_leaderboard_is_best_first_with_each_runs_metric(two_workers):
     assert values == sorted(values, reverse=True)
     for row in rows:
         run_dir = Path(row["run_dir"])
-        assert run_dir.parent == folder
+        assert run_dir.parent == folder.absolute()
         # The metric of the epoch whose weights the run kept: the same number as metrics.json.
         assert float(row["value"]) == read_json(run_dir / "metrics.json")["val"]["accuracy"]
         config, _ = read_yaml(run_dir / "config.yaml")
@@ -172,6 +172,24 @@ def test_resume_refuses_a_changed_sweep_section_then_force_adds_trials(two_worke
     assert len(leaderboard(tmp_path / "copy")) == 5
 
 
+def test_live_display_shows_done_running_and_best():
+    from rich.console import Console
+
+    from dltrain.sweep.board import Row
+    from dltrain.sweep.live import SweepDisplay
+
+    key = "optimizer.Adam.learning_rate"
+    console = Console(record=True, width=100)
+    display = SweepDisplay("tiny", "val_accuracy", [key], 5, console=console)
+    rows = [Row(2, "COMPLETE", 0.91, {key: 0.01}, "/x", 5), Row(0, "PRUNED", 0.4, {key: 0.3}, "/y", 2),
+            Row(3, "RUNNING", None, {key: 0.003}, "/z", 2), Row(1, "FAIL", None, {key: 9.0}, "/w")]
+    console.print(display.render(rows, 6))
+    text = console.export_text()
+    assert text.splitlines()[0] == "sweep tiny: 3/6 trials done (1 pruned, 1 failed); best val_accuracy 0.9100 (trial 2)"
+    assert re.search(r"│ 3\s+│ 2/5\s+│ 0\.003\s+│", text), text
+    assert "0.01 " not in text  # finished trials are not in the running table
+
+
 def test_train_ignores_the_sweep_section(tmp_path: Path):
     (tmp_path / "sweep.yaml").write_text(SWEEP)
     result = invoke("train", tmp_path / "sweep.yaml", "--output-dir", tmp_path / "out", "--no-progress")
@@ -217,41 +235,67 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def start_sweep(*args: object) -> subprocess.Popen:
+    """`python -m dltrain sweep ...` in a real process of its own."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DLTRAIN_OFFLINE": "1"}
+    return subprocess.Popen([sys.executable, "-m", "dltrain", "sweep", *map(str, args), "--no-progress"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_epoch(process: subprocess.Popen, output: Path, after: float = 0.0) -> Path:
+    """A trial's run folder once it has finished an epoch (status.json updated after `after`)."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        for status_file in output.glob("*/*/status.json"):
+            status = runs.read_status(status_file.parent)
+            if status and status.get("state") == "running" and (status.get("epoch") or 0) >= 1 \
+                    and status_file.stat().st_mtime > after:
+                return status_file.parent
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.kill()
+    raise AssertionError("no trial finished an epoch in time")
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+
+
 @pytest.mark.slow
-def test_sigkill_mid_trial_then_resume_finishes_exactly_n(tmp_path: Path):
+def test_sigkill_mid_trial_then_sigterm_then_resume_finishes_exactly_n(tmp_path: Path):
     config = tmp_path / "slow.yaml"
     config.write_text(SLOW)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DLTRAIN_OFFLINE": "1"}
-    driver = subprocess.Popen([sys.executable, "-m", "dltrain", "sweep", str(config), "--workers", "2",
-                               "--output-dir", str(tmp_path / "out"), "--no-progress"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    killed = None
-    while killed is None and time.monotonic() < deadline:
-        for status_file in (tmp_path / "out").glob("*/*/status.json"):
-            status = runs.read_status(status_file.parent)
-            if status and status.get("state") == "running" and (status.get("epoch") or 0) >= 1:
-                killed = status_file.parent
-        assert driver.poll() is None
-        time.sleep(0.05)
-    assert killed is not None, "no trial finished an epoch in time"
-    for pid in _children(driver.pid):  # the workers first: otherwise they see their parent die and stop cleanly
+    driver = start_sweep(config, "--workers", 2, "--output-dir", tmp_path / "out")
+    killed = wait_for_epoch(driver, tmp_path / "out")
+    workers = _children(driver.pid)
+    for pid in workers:  # the workers first: otherwise they see their parent die and stop cleanly
         os.kill(pid, signal.SIGKILL)
     driver.kill()
-    driver.wait()
+    driver.communicate()
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):  # until init has reaped them
+        time.sleep(0.05)
     folder = killed.parent
-    assert "RUNNING" in study_states(folder)
-    assert runs.run_info(killed).state == "interrupted"
-    epochs_before = runs.read_status(killed)["epoch"]
+    assert "RUNNING" in study_states(folder) and runs.run_info(killed).state == "interrupted"
+
+    # Resumed, then stopped by SIGTERM: the sweep forwards it, every trial stops at a batch boundary.
+    started = time.time()
+    driver = start_sweep(config, "--resume", folder, "--workers", 2)
+    stopped = wait_for_epoch(driver, tmp_path / "out", after=started)
+    driver.send_signal(signal.SIGTERM)
+    _, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 143, stderr
+    assert re.search(r"^interrupted: stopped by SIGTERM: \d of 3 trials finished; the running trials saved their "
+                     rf"last whole epoch \(resume with: dltrain sweep {folder}/sweep.yaml --resume {folder}\)$",
+                     stderr, re.M), stderr
+    assert runs.read_status(stopped)["message"] == "stopped by SIGTERM"
 
     resumed = invoke("sweep", config, "--resume", folder, "--workers", 2, "--no-progress")
     assert resumed.exit_code == 0, resumed.output
     assert study_states(folder) == ["COMPLETE"] * 3
     trials = sorted(p for p in folder.iterdir() if (p / "config.yaml").is_file())
-    assert len(trials) == 3 and killed in trials  # finished in its own folder, from its checkpoint
-    env_json = read_json(killed / "env.json")
-    assert len(env_json.get("resumes", [])) == 1 and epochs_before >= 1
-    assert read_json(killed / "metrics.json")["epochs"] == 3
+    assert len(trials) == 3 and {killed, stopped} <= set(trials)  # finished in their own folders
+    for trial in {killed, stopped}:  # from their checkpoints
+        assert read_json(trial / "env.json").get("resumes") and read_json(trial / "metrics.json")["epochs"] == 3
 
 
 @pytest.fixture
@@ -288,10 +332,7 @@ def postgres() -> str:
 def test_two_sweep_processes_share_one_postgresql_study(tmp_path: Path, postgres: str):
     config = tmp_path / "shared.yaml"
     config.write_text(SWEEP.replace("  method: random\n", f"  method: random\n  storage: {postgres}\n"))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DLTRAIN_OFFLINE": "1"}
-    processes = [subprocess.Popen([sys.executable, "-m", "dltrain", "sweep", str(config), "--output-dir",
-                                   str(tmp_path / f"machine{i}"), "--no-progress"], env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (1, 2)]
+    processes = [start_sweep(config, "--output-dir", tmp_path / f"machine{i}") for i in (1, 2)]
     outputs = [p.communicate(timeout=240) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
     assert "note: joined study 'tiny'" in outputs[0][1] + outputs[1][1]

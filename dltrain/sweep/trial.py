@@ -94,7 +94,7 @@ def run_trial(claim: Claim, ctx: TrialContext) -> str:
     def record_run() -> None:
         found = find_run(ctx.sweep_dir, name)
         if found is not None:
-            trial.set_user_attr("run_dir", str(found))
+            trial.set_user_attr("run_dir", str(found.absolute()))  # read from any folder, on any resume
 
     reporter = TrialReporter(trial, ctx.metric, record_run)
     loaded, trial_overrides = None, [f"name={name}"]
@@ -190,7 +190,7 @@ def _tell(ctx: TrialContext, trial: Any, run_dir: Path | None, state: Any, value
     from optuna.trial import TrialState
 
     if run_dir is not None:
-        trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("run_dir", str(run_dir.absolute()))
     if state == TrialState.COMPLETE:
         ctx.study.tell(trial, value)
     else:
