@@ -172,6 +172,58 @@ def test_resume_refuses_a_changed_sweep_section_then_force_adds_trials(two_worke
     assert len(leaderboard(tmp_path / "copy")) == 5
 
 
+def test_every_distribution_samples_what_the_config_takes(write_config):
+    import math
+
+    import optuna
+
+    from dltrain.config import load_config
+    from dltrain.sweep.space import check_space, overrides
+
+    config = write_config(TINY + """\
+sweep:
+  metric: {name: val_loss}
+  method: random
+  trials: 30
+  parameters:
+    model.layers[0].Dense.units: {min: 8, max: 64, q: 8}
+    model.layers[1].Dropout.rate: {min: 0.0, max: 0.5, q: 0.1}
+    optimizer.Adam.learning_rate: {distribution: log_uniform, min: -9.2, max: -4.6}
+    training.batch_size: {distribution: log_uniform_values, min: 8, max: 64}
+    model.input_shape: {values: [[8], [8, 1]]}
+""")
+    space = check_space(load_config(config))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(30):
+        values = space.suggest(study.ask())
+        assert values["model.layers[0].Dense.units"] in range(8, 65, 8)
+        assert round(values["model.layers[1].Dropout.rate"] * 10, 6).is_integer()
+        assert math.exp(-9.2) <= values["optimizer.Adam.learning_rate"] <= math.exp(-4.6)
+        assert type(values["training.batch_size"]) is int and 8 <= values["training.batch_size"] <= 64
+        assert values["model.input_shape"] in ([8], [8, 1])  # lists travel through Optuna as JSON text
+        assert load_config(config, overrides(values)).config.model.input_shape == values["model.input_shape"]
+
+
+def test_samplers_and_pruners_are_optunas_own(write_config):
+    import optuna
+
+    from dltrain.config import load_config
+    from dltrain.sweep.study import pruner, sampler
+
+    def sweep(extra: str):
+        return load_config(write_config(SWEEP.replace("  method: random\n", extra))).config.sweep
+
+    assert isinstance(sampler(sweep("")), optuna.samplers.TPESampler)
+    assert isinstance(sampler(sweep("  method: cmaes\n")), optuna.samplers.CmaEsSampler)
+    assert isinstance(pruner(sweep(""), 5), optuna.pruners.NopPruner)
+    median = pruner(sweep("  early_terminate: {type: median, min_iter: 2, n_startup_trials: 3}\n"), 5)
+    assert isinstance(median, optuna.pruners.MedianPruner)
+    assert (median._n_warmup_steps, median._n_startup_trials) == (2, 3)
+    hyperband = pruner(sweep("  early_terminate: {type: hyperband, min_iter: 1, eta: 2}\n"), 9)
+    assert isinstance(hyperband, optuna.pruners.HyperbandPruner)
+    assert (hyperband._min_resource, hyperband._max_resource, hyperband._reduction_factor) == (1, 9, 2)
+
+
 def test_live_display_shows_done_running_and_best():
     from rich.console import Console
 
@@ -206,10 +258,11 @@ def test_pruning_prunes_and_a_failed_trial_keeps_its_error(tmp_path: Path):
     rows = leaderboard(folder)
     assert [(r["trial"], r["state"]) for r in rows] == [("0", "COMPLETE"), ("1", "PRUNED"), ("2", "FAIL")]
     pruned, failed = Path(rows[1]["run_dir"]), Path(rows[2]["run_dir"])
-    status = runs.read_status(pruned)
-    assert status["state"] == "pruned" and status["message"] == "pruned by the median pruner after epoch 1"
     history = list(csv.DictReader((pruned / "history.csv").open()))
     assert len(history) == 1 and float(rows[1]["value"]) == float(history[0]["val_accuracy"])
+    status = runs.read_status(pruned)
+    assert status["state"] == "pruned"
+    assert status["message"] == f"pruned by the median pruner after epoch 1 (val_accuracy {float(rows[1]['value']):.4f})"
     assert (pruned / "model.keras").is_file()  # a pruned trial is still a whole run folder
     assert rows[2]["value"] == ""
     status = runs.read_status(failed)

@@ -9,12 +9,19 @@ from dltrain.sweep.space import Space, check_space, located, value_text, variant
 from dltrain.sweep.study import check_method
 
 
+def _schema_only(path: tuple) -> bool:
+    """Keys the schema checks in full (no Keras name or argument below them): no build needed."""
+    return path[0] in ("name", "seed") or (path[0] == "training" and len(path) > 1 and path[1] != "callbacks")
+
+
 def check_builds(loaded: LoadedConfig, space: Space) -> None:
     """Build (not train) the model with each parameter value in turn: Keras names and arguments."""
     from dltrain.model import check
 
     base = loaded.resolved()
     for parameter in space.parameters:
+        if _schema_only(parameter.path):
+            continue
         present, _ = get_path(base, parameter.path)
         for n, (where, value) in enumerate(parameter.candidates()):
             try:

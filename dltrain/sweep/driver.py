@@ -26,7 +26,8 @@ from dltrain.references import get_path
 from dltrain.sweep import board
 from dltrain.sweep.checks import check_metric, check_sweep
 from dltrain.sweep.space import Space
-from dltrain.sweep.study import STUDY_ATTR, SweepError, create_or_join, finished_count, open_storage, shown_url
+from dltrain.sweep.study import STUDY_ATTR, SweepError, create_or_join, finished_count, open_storage, shown_url, \
+    unfinished
 from dltrain.sweep.trial import SNAPSHOT_FILE
 
 LOGS_DIR = "logs"
@@ -43,6 +44,8 @@ class Sweep:
     loaded: LoadedConfig  # the snapshot config (sweep.yaml)
     space: Space
     study: Any
+    # The sweep folder's lock, held from start or resume until the workers end (run).
+    lock_fd: int
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -122,13 +125,15 @@ def start(loaded: LoadedConfig, output_dir: Path) -> Sweep:
     """Check the sweep, create its folder in `output_dir` and its study (or join the database's)."""
     space = preflight(loaded)
     folder = runs.create_run(output_dir, f"{loaded.config.name}-sweep")
+    lock = _hold_lock(folder)
     try:
         _write_folder(folder, loaded)
         study, joined = _open_study(loaded, space, folder, force=False)
     except BaseException:
+        os.close(lock)
         shutil.rmtree(folder, ignore_errors=True)  # nothing ran: leave no empty sweep folder behind
         raise
-    sweep = Sweep(folder, loaded, space, study)
+    sweep = Sweep(folder, loaded, space, study, lock)
     if joined:
         done = finished_count(study.get_trials(deepcopy=False))
         sweep.notes.append(f"joined study '{study.study_name}' in {shown_url(loaded.config.sweep.storage)}: "
@@ -149,11 +154,16 @@ def resume(loaded: LoadedConfig, folder: Path, *, force: bool = False) -> Sweep:
         listed = ", ".join(f"{key} ({old} -> {new})" for key, old, new in changes)
         raise SweepError(f"the config changed since sweep '{folder}' started: {listed}",
                          hint="pass --force to continue with the changed config, or start a new sweep")
-    space = preflight(loaded)
-    study, _ = _open_study(loaded, space, folder, force=force)
-    if changes:
-        _write_folder(folder, loaded)
-    return Sweep(folder, loaded, space, study)
+    lock = _hold_lock(folder)
+    try:
+        space = preflight(loaded)
+        study, _ = _open_study(loaded, space, folder, force=force)
+        if changes:
+            _write_folder(folder, loaded)
+    except BaseException:
+        os.close(lock)
+        raise
+    return Sweep(folder, loaded, space, study, lock)
 
 
 def _read_snapshot(folder: Path) -> dict[str, Any]:
@@ -195,8 +205,8 @@ def _last_line(path: Path) -> str:
 def run(sweep: Sweep, *, workers: int = 1, progress: bool = True) -> SweepResult:
     """Run the study's remaining trials in `workers` processes; show them live; write the results."""
     if workers < 1:
+        os.close(sweep.lock_fd)
         raise SweepError(f"--workers must be at least 1, got {workers}")
-    lock = _hold_lock(sweep.path)
     config = sweep.loaded.config
     goal, metric = config.sweep.metric.goal, config.sweep.metric.name
     left = sweep.total - finished_count(sweep.study.get_trials(deepcopy=False))
@@ -230,7 +240,7 @@ def run(sweep: Sweep, *, workers: int = 1, progress: bool = True) -> SweepResult
             display.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        os.close(lock)
+        os.close(sweep.lock_fd)
     return _finish(sweep, procs, stopped)
 
 
@@ -244,12 +254,16 @@ def _finish(sweep: Sweep, procs: list[subprocess.Popen], stopped: list[int]) -> 
         raise RunInterrupted(f"stopped by {name}: {done} of {total} trials finished; the running trials saved "
                              "their last whole epoch", signal_number=stopped[0], hint=f"resume with: "
                              f"{sweep.resume_command}")
-    crashed = [(i + 1, p.returncode) for i, p in enumerate(procs) if p.returncode != 0]
-    if crashed and done < total:
-        i, code = crashed[0]
-        log = sweep.path / LOGS_DIR / f"worker-{i}.log"
-        raise SweepError(f"{done} of {total} trials finished: worker {i} exited with status {code} "
-                         f"({log}: {_last_line(log)})", hint=f"resume with: {sweep.resume_command}")
+    left = unfinished(sweep.study, sweep.path, shared=config.sweep.storage is not None)
+    if left:
+        crashed = [(i + 1, p.returncode) for i, p in enumerate(procs) if p.returncode != 0]
+        why = "the processes running them ended first"
+        if crashed:
+            i, code = crashed[0]
+            log = sweep.path / LOGS_DIR / f"worker-{i}.log"
+            why = f"worker {i} exited with status {code} ({log}: {_last_line(log)})"
+        raise SweepError(f"{done} of {total} trials finished and {len(left)} left: {why}",
+                         hint=f"resume with: {sweep.resume_command}")
     plots, notes = board.write_plots(sweep.study, sweep.path)
     running = sum(1 for r in rows if r.state == "RUNNING")
     if running:

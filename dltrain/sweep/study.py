@@ -155,10 +155,14 @@ def _family(parameter: SweepParameter) -> str:
 
 
 def check_compatible(old: dict[str, Any], new: SweepConfig) -> None:
-    """Optuna keeps one distribution kind per parameter in a study, and a categorical's choices fixed."""
-    before = SweepConfig.model_validate(old).parameters
+    """What a study cannot change: its metric and direction, a parameter's distribution kind, a categorical's
+    choices (Optuna keeps those for the whole study; values of another metric would not compare)."""
+    study = SweepConfig.model_validate(old)
+    if (study.metric.name, study.metric.goal) != (new.metric.name, new.metric.goal):
+        raise SweepError(f"the study is to {study.metric.goal} {study.metric.name}; a study's metric and goal "
+                         "cannot change", key="sweep.metric", hint="start a new sweep for another metric or goal")
     for key, parameter in new.parameters.items():
-        was = before.get(key)
+        was = study.parameters.get(key)
         if was is None:
             continue
         if _family(was) != _family(parameter) or (was.values != parameter.values and was.values is not None):
@@ -205,6 +209,20 @@ def owner(sweep_dir: Path) -> dict[str, str]:
     return {"sweep_dir": str(sweep_dir.resolve()), "host": socket.gethostname()}
 
 
+def ours(trial: Any, sweep_dir: Path, *, shared: bool) -> bool:
+    """Whether this sweep folder claimed the trial (every trial of a journal file in the folder is its own;
+    a database study is `shared` with other folders)."""
+    return not shared or all(trial.user_attrs.get(k) == v for k, v in owner(sweep_dir).items())
+
+
+def unfinished(study: Any, sweep_dir: Path, *, shared: bool) -> list[Any]:
+    """The trials this sweep folder still has to run: WAITING slots, and RUNNING trials it claimed."""
+    from optuna.trial import TrialState
+
+    return [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.WAITING
+            or (t.state == TrialState.RUNNING and ours(t, sweep_dir, shared=shared))]
+
+
 def claim(study: Any, storage: Any, sweep_dir: Path, *, shared: bool) -> Claim | None:
     """The next trial for this process: a trial of this folder whose process died, else a WAITING slot.
 
@@ -214,9 +232,8 @@ def claim(study: Any, storage: Any, sweep_dir: Path, *, shared: bool) -> Claim |
     from optuna.trial import TrialState
 
     study_id = storage.get_study_id_from_name(study.study_name)
-    mine = owner(sweep_dir)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if shared and any(trial.user_attrs.get(k) != v for k, v in mine.items()):
+        if not ours(trial, sweep_dir, shared=shared):
             continue
         fd = _lock(sweep_dir, trial.number)
         if fd is None:
@@ -235,7 +252,7 @@ def claim(study: Any, storage: Any, sweep_dir: Path, *, shared: bool) -> Claim |
         except UpdateFinishedTrialError:
             won = False
         if won:
-            for key, value in mine.items():
+            for key, value in owner(sweep_dir).items():
                 storage.set_trial_user_attr(trial_id, key, value)
             return Claim(trial.number, trial_id, False, fd)
         os.close(fd)

@@ -49,6 +49,7 @@ class TrialReporter(keras.callbacks.Callback):
         self.metric = metric
         self.on_begin = on_begin
         self.pruned_epoch: int | None = None
+        self.last_value: float | None = None
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.on_begin()
@@ -57,8 +58,10 @@ class TrialReporter(keras.callbacks.Callback):
         value = (logs or {}).get(self.metric)
         if value is None or not math.isfinite(float(value)):
             return
-        self.trial.report(float(value), epoch + 1)
-        if self.trial.should_prune():
+        self.last_value = float(value)
+        self.trial.report(self.last_value, epoch + 1)
+        # Not after the last epoch: there is nothing left to save, and a trial that trained them all is complete.
+        if epoch + 1 < self.params.get("epochs", epoch + 2) and self.trial.should_prune():
             # The run ends like an EarlyStopping run: evaluated and saved, an ordinary run folder.
             self.pruned_epoch = epoch + 1
             self.model.stop_training = True
@@ -108,8 +111,8 @@ def run_trial(claim: Claim, ctx: TrialContext) -> str:
 
             result = resume(run_dir, progress=False, callbacks=[reporter])
         else:
-            if run_dir is not None:  # made by a process killed before it wrote the run's config: empty
-                shutil.rmtree(run_dir, ignore_errors=True)
+            if run_dir is not None and not (run_dir / runs.CONFIG_FILE).is_file():
+                shutil.rmtree(run_dir, ignore_errors=True)  # made by a process killed before it wrote anything
             trial_overrides += overrides(ctx.space.suggest(trial))
             from dltrain.config import load_config
 
@@ -129,7 +132,7 @@ def run_trial(claim: Claim, ctx: TrialContext) -> str:
     run_dir = result.run_dir
     if reporter.pruned_epoch is not None:
         message = (f"pruned by the {ctx.base.config.sweep.early_terminate.type} pruner after epoch "
-                   f"{reporter.pruned_epoch}")
+                   f"{reporter.pruned_epoch} ({ctx.metric} {reporter.last_value:.4f})")
         runs.write_status(run_dir, "pruned", message=message)
         return _tell(ctx, trial, run_dir, TrialState.PRUNED, message)
     return _tell(ctx, trial, run_dir, *_outcome(result.metrics, ctx.metric))
