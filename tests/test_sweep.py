@@ -295,14 +295,19 @@ def start_sweep(*args: object) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_epoch(process: subprocess.Popen, output: Path, after: float = 0.0) -> Path:
-    """A trial's run folder once it has finished an epoch (status.json updated after `after`)."""
-    deadline = time.monotonic() + 180
+def epochs_done(output: Path) -> dict[Path, int]:
+    return {f.parent: (runs.read_status(f.parent) or {}).get("epoch") or 0 for f in output.glob("*/*/status.json")}
+
+
+def wait_for_epoch(process: subprocess.Popen, output: Path, before: dict[Path, int] | None = None) -> Path:
+    """A trial's run folder once this process trained it one more epoch, in the middle of its training
+    (more epochs done than `before`, fewer than all)."""
+    deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         for status_file in output.glob("*/*/status.json"):
-            status = runs.read_status(status_file.parent)
-            if status and status.get("state") == "running" and (status.get("epoch") or 0) >= 1 \
-                    and status_file.stat().st_mtime > after:
+            status = runs.read_status(status_file.parent) or {}
+            if status.get("state") == "running" and (before or {}).get(status_file.parent, 0) \
+                    < (status.get("epoch") or 0) < status.get("epochs", 0):
                 return status_file.parent
         assert process.poll() is None, process.communicate()
         time.sleep(0.05)
@@ -331,11 +336,11 @@ def test_sigkill_mid_trial_then_sigterm_then_resume_finishes_exactly_n(tmp_path:
     assert "RUNNING" in study_states(folder) and runs.run_info(killed).state == "interrupted"
 
     # Resumed, then stopped by SIGTERM: the sweep forwards it, every trial stops at a batch boundary.
-    started = time.time()
+    before = epochs_done(tmp_path / "out")
     driver = start_sweep(config, "--resume", folder, "--workers", 2)
-    stopped = wait_for_epoch(driver, tmp_path / "out", after=started)
+    stopped = wait_for_epoch(driver, tmp_path / "out", before)
     driver.send_signal(signal.SIGTERM)
-    _, stderr = driver.communicate(timeout=120)
+    _, stderr = driver.communicate(timeout=600)
     assert driver.returncode == 143, stderr
     assert re.search(r"^interrupted: stopped by SIGTERM: \d of 3 trials finished; the running trials saved their "
                      rf"last whole epoch \(resume with: dltrain sweep {folder}/sweep.yaml --resume {folder}\)$",
@@ -386,7 +391,7 @@ def test_two_sweep_processes_share_one_postgresql_study(tmp_path: Path, postgres
     config = tmp_path / "shared.yaml"
     config.write_text(SWEEP.replace("  method: random\n", f"  method: random\n  storage: {postgres}\n"))
     processes = [start_sweep(config, "--output-dir", tmp_path / f"machine{i}") for i in (1, 2)]
-    outputs = [p.communicate(timeout=240) for p in processes]
+    outputs = [p.communicate(timeout=600) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
     assert "note: joined study 'tiny'" in outputs[0][1] + outputs[1][1]
     assert study_states(tmp_path, postgres) == ["COMPLETE"] * 4
