@@ -42,7 +42,7 @@ class SweepDisplay:
         header = f"sweep {self.name}: {len(done)}/{total} trials done ({pruned} pruned, {failed} failed)"
         if best is not None:
             header += f"; best {self.metric} {best.value:.4f} (trial {best.trial})"
-        table = Table("trial", "epoch", *self.keys, title="running", title_justify="left")
+        table = Table("trial", "epochs done", *self.keys, title="running", title_justify="left")
         for row in rows:
             if row.state == "RUNNING":
                 epochs = row.params.get("training.epochs", self.epochs)
