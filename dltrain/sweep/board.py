@@ -44,6 +44,13 @@ class Row:
                 *(text(self.params.get(k)) for k in keys), self.run_dir]
 
 
+def shown(value: Any) -> str:
+    """A parameter value for a table on screen: floats to 4 digits, lists and mappings as JSON."""
+    if value is None:
+        return ""
+    return f"{value:.4g}" if isinstance(value, float) else value if isinstance(value, str) else json.dumps(value)
+
+
 def leaderboard(trials: list[Any], space: Space, goal: str) -> list[Row]:
     """The study's trials best first (WAITING slots not started yet are left out)."""
     sign = -1.0 if goal == "maximize" else 1.0

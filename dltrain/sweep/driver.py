@@ -8,7 +8,6 @@ A sweep folder holds `sweep.yaml` (the config every trial starts from, its sweep
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shlex
 import shutil
@@ -100,13 +99,8 @@ class SweepResult:
     def top(self, count: int = 5) -> list[list[str]]:
         """The leaderboard's first rows as text: values to 4 digits, the run folder's name."""
         return [[str(row.trial), row.state, "" if row.value is None else f"{row.value:.4f}",
-                 *(_text(row.params.get(k)) for k in self.keys), Path(row.run_dir).name] for row in self.rows[:count]]
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    return f"{value:.4g}" if isinstance(value, float) else value if isinstance(value, str) else json.dumps(value)
+                 *(board.shown(row.params.get(k)) for k in self.keys), Path(row.run_dir).name]
+                for row in self.rows[:count]]
 
 
 def preflight(loaded: LoadedConfig) -> Space:

@@ -7,7 +7,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from dltrain.sweep.board import Row
+from dltrain.sweep.board import Row, shown
 
 
 class SweepDisplay:
@@ -47,11 +47,5 @@ class SweepDisplay:
             if row.state == "RUNNING":
                 epochs = row.params.get("training.epochs", self.epochs)
                 table.add_row(str(row.trial), f"{row.epoch or 0}/{epochs}",
-                              *(_cell(row.params.get(k)) for k in self.keys))
+                              *(shown(row.params.get(k)) for k in self.keys))
         return Group(Text(header), table)
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
