@@ -473,3 +473,33 @@ def test_two_sweep_processes_share_one_postgresql_study(tmp_path: Path, postgres
     assert ran == [0, 1, 2, 3]  # every trial ran once, in one of the two sweep folders
     for folder in folders:  # each machine's leaderboard shows the whole study
         assert sorted(r["trial"] for r in leaderboard(folder)) == ["0", "1", "2", "3"]
+
+
+BLOCKS = SWEEP.replace("""model:
+  layers:
+    - Dense: {units: 16, activation: relu}
+""", """blocks:
+  dense_drop:
+    params: {units: 16}
+    layers:
+      - Dense: {units: $units, activation: relu}
+model:
+  layers:
+    - dense_drop: {units: 16}
+""")
+
+
+def test_a_sweep_of_a_config_with_blocks_names_the_expanded_layers(tmp_path: Path):
+    config = tmp_path / "blocks.yaml"
+    config.write_text(BLOCKS)
+    checked = invoke("check", config)  # model.layers[0] is the block's Dense once expanded
+    assert checked.exit_code == 0, checked.output
+    assert "sweep: 2 parameters, each value builds the model" in checked.stdout
+    config.write_text(BLOCKS.replace("model.layers[0].Dense.units:", "blocks.dense_drop.params.units:"))
+    refused = invoke("check", config)
+    line = BLOCKS.splitlines().index("    model.layers[0].Dense.units: {values: [8, 32]}") + 1
+    assert refused.exit_code == 1
+    assert refused.stderr == (
+        f"error: {config}:{line}:5: sweep.parameters.blocks.dense_drop.params.units: blocks are expanded into "
+        "model.layers before any trial runs (sweep the expanded layer's key, as `dltrain config` prints it "
+        "(model.layers[N]...))\n")
