@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import shlex
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from dltrain.errors import DltrainError, RunInterrupted
+# What the commands share lives in clikit; the names below are the ones the commands were written with.
+from dltrain.clikit import SetOption, TrustOption, err, errors_to_exit as _errors_to_exit, out, \
+    print_table as _print_table
+from dltrain.sweepcli import sweep
 
 app = typer.Typer(
     name="dltrain",
@@ -24,48 +25,10 @@ app = typer.Typer(
     # Plain click help: typer's Rich help imports rich.markdown and pygments, 0.1 s of every `--help`.
     rich_markup_mode=None,
 )
-out = Console()
-err = Console(stderr=True)
 
 WorkersOption = typer.Option(None, "--workers", min=1, metavar="N",
                              help="Try multi-worker training here: start N local worker processes, each with a "
                                   "TF_CONFIG on free localhost ports; show the chief's progress.")
-SetOption = typer.Option(None, "--set", metavar="KEY.PATH=VALUE",
-                         help="Override a config value, typed like the field (repeatable).")
-# Configs and run folders may come from others: the code they name runs only with the user's word.
-TrustOption = typer.Option(False, "--trust-code", envvar="DLTRAIN_TRUST_CODE",
-                           help="Let the config import its custom_objects (also from a run folder's pythonpath.txt) "
-                                "and turn Keras's safe_mode off where it says safe_mode: false. Only for code that "
-                                "is yours or that you trust.")
-
-
-def _errors_to_exit(command: Callable) -> Callable:
-    """Turn library errors into a one-line message and their exit status (1 unless the README says else)."""
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except RunInterrupted as stop:  # not an error: the user asked for it, and the run can go on
-            err.print(f"interrupted: {stop}", markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(stop.exit_code) from None
-        except DltrainError as error:
-            err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(error.exit_code) from None
-        except KeyboardInterrupt:  # Ctrl-C before training started or after it ended: nothing half-written
-            err.print("interrupted")
-            raise typer.Exit(130) from None
-    return wrapper
-
-
-def _print_table(table: Table) -> None:
-    """Print a table; into a pipe or file at its natural width, so no line is cut or wrapped."""
-    if out.is_terminal:
-        out.print(table)
-        return
-    from rich.measure import Measurement
-
-    probe = Console(width=10_000)
-    Console(width=max(20, Measurement.get(probe, probe.options, table).maximum)).print(table)
 
 
 def _metrics_table(rows: dict[str, dict[str, float]]) -> Table:
@@ -227,12 +190,19 @@ def check(
 
     loaded = load_config(config, set_ or [], trust_code=trust_code)
     from dltrain.model import check as build_and_check, layer_rows, trainable_count
+    from dltrain.sweep.checks import check_builds
+    from dltrain.sweep.space import check_space
 
+    space = check_space(loaded) if loaded.config.sweep is not None else None  # its keys and values first
     model = build_and_check(loaded)
+    if space is not None:  # then each value, once the config's own model built
+        check_builds(loaded, space)
     table = Table("layer", "type", "output shape", "params", "trainable", title=f"{loaded.config.name} ({config})")
     for name, kind, shape, params, trainable in layer_rows(model):
         table.add_row(name, kind, shape, f"{params:,}", f"{trainable:,}")
     out.print(table)
+    if space is not None:
+        out.print(f"sweep: {len(space.parameters)} parameters, each value builds the model")
     total, trainable = model.count_params(), trainable_count(model)
     out.print(f"{total:,} parameters ({trainable:,} trainable, {total - trainable:,} frozen); "
               f"config OK ({time.perf_counter() - start:.1f}s)")
@@ -400,6 +370,9 @@ def predict(
         for name, row, more in zip(found.inputs, flat, beside):
             table.add_row(name, *(f"{v:.4g}" for v in row), *more)
     _print_table(table)
+
+
+app.command()(sweep)
 
 
 @app.command()

@@ -19,7 +19,8 @@ CONFUSION_FILE = "confusion_matrix.png"
 MISCLASSIFIED_FILE = "misclassified.png"
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (no display needed); call it before anything else draws."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,14 +29,14 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(figure: Any, path: Path) -> Path:
+def save_figure(figure: Any, path: Path) -> Path:
     """Write a figure as PNG atomically (a reader never sees half a file) and free it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with runs.atomic_path(path) as tmp:
             figure.savefig(tmp, format="png", dpi=100)
     finally:
-        _pyplot().close(figure)
+        pyplot().close(figure)
     return path
 
 
@@ -44,7 +45,7 @@ def draw_curves(run_dir: Path, rows: list[dict[str, float]] | None = None) -> li
     rows = history.read_history(run_dir) if rows is None else rows
     if not rows:
         return []
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [int(row.get("epoch", i + 1)) for i, row in enumerate(rows)]
     written = []
     names = history.metric_names(rows)
@@ -64,7 +65,7 @@ def draw_curves(run_dir: Path, rows: list[dict[str, float]] | None = None) -> li
         axes.xaxis.get_major_locator().set_params(integer=True)
         axes.grid(alpha=0.3)
         axes.legend()
-        written.append(_save(figure, run_dir / PLOTS_DIR / f"{_file_name(name)}.png"))
+        written.append(save_figure(figure, run_dir / PLOTS_DIR / f"{_file_name(name)}.png"))
     return written
 
 
@@ -80,7 +81,7 @@ def _file_name(metric: str) -> str:
 
 def draw_confusion(path: Path, y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> Path:
     """A confusion matrix (rows: true class, columns: predicted), with counts and the accuracy."""
-    plt = _pyplot()
+    plt = pyplot()
     classes = len(class_names)
     matrix = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(matrix, (y_true.astype(int), y_pred.astype(int)), 1)
@@ -105,7 +106,7 @@ def draw_confusion(path: Path, y_true: np.ndarray, y_pred: np.ndarray, class_nam
             for j in range(classes):
                 axes.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
                           color="white" if matrix[i, j] > threshold else "black")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def is_image(shape: tuple[int, ...]) -> bool:
@@ -122,7 +123,7 @@ def draw_misclassified(path: Path, x: np.ndarray, y_true: np.ndarray, probabilit
         return None
     confidence = probabilities[wrong, predicted[wrong]]
     picked = wrong[np.argsort(-confidence)][:limit]
-    plt = _pyplot()
+    plt = pyplot()
     columns = min(4, len(picked))
     lines = math.ceil(len(picked) / columns)
     height = 2.7 * lines + 0.4
@@ -141,7 +142,7 @@ def draw_misclassified(path: Path, x: np.ndarray, y_true: np.ndarray, probabilit
         axes.set_title(f"true: {class_names[int(y_true[i])]}\npred: {class_names[int(predicted[i])]} "
                        f"({probabilities[i, predicted[i]]:.2f})", fontsize=8)
     figure.suptitle(f"most confident mistakes ({len(wrong)} of {len(y_true)} test examples wrong)", fontsize=10)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def draw_test_plots(run_dir: Path, x: np.ndarray, y: np.ndarray, probabilities: np.ndarray,
@@ -157,7 +158,7 @@ def draw_test_plots(run_dir: Path, x: np.ndarray, y: np.ndarray, probabilities: 
 
 def draw_comparison(curves: list[tuple[str, list[dict[str, float]]]], path: Path) -> Path:
     """One PNG with the runs' validation curves overlaid, one panel per metric."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(dict.fromkeys(m for _, rows in curves for m in history.metric_names(rows)))
     names.sort(key=lambda n: n != "loss")
     panels = [m for m in names if any(f"val_{m}" in row for _, rows in curves for row in rows)]
@@ -183,4 +184,4 @@ def draw_comparison(curves: list[tuple[str, list[dict[str, float]]]], path: Path
         axes.xaxis.get_major_locator().set_params(integer=True)
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)

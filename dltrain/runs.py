@@ -26,7 +26,8 @@ PYTHONPATH_FILE = "pythonpath.txt"
 STATUS_FILE = "status.json"
 
 # The states a run's status.json can hold. A "running" run whose process is gone reads as "interrupted".
-STATES = ("running", "finished", "interrupted", "failed", "diverged")
+# "pruned": a sweep's pruner stopped the run early (it is complete up to that epoch).
+STATES = ("running", "finished", "interrupted", "failed", "diverged", "pruned")
 
 
 def create_run(output_dir: Path, name: str) -> Path:

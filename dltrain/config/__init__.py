@@ -9,6 +9,7 @@ The face the rest of dltrain imports; each piece lives in its own module:
   formats     data sources and the dataset keys each takes
   dataset     the `dataset:` section
   schema      the whole file's sections
+  sweep       the `sweep:` section (a study of many runs; dltrain/sweep/ runs it)
   messages    pydantic's errors in the user's words
   graph       `inputs:` / `outputs:` checked as a graph
   split_sources  a `validation:` / `test:` source's own keys, checked against the training data's
@@ -27,9 +28,10 @@ from dltrain.config.hints import did_you_mean
 from dltrain.config.loaded import LoadedConfig, data_errors_located
 from dltrain.config.read import Describe, read_config, validate
 from dltrain.config.schema import Config, MlflowConfig, ModelConfig, TrackingConfig, TrainingConfig
+from dltrain.config.sweep import SweepConfig, SweepParameter
 
 __all__ = ["BUILTIN_NAMES", "DATASET_NAMES", "DEFAULT_TEST_SPLIT", "FORMATS", "IMAGE_SUFFIXES", "SOURCE_KEYS", "Config", "DatasetConfig",
-           "Describe", "LoadedConfig", "MlflowConfig", "ModelConfig", "Section", "SourceConfig", "Spec",
-           "TrackingConfig", "TrainingConfig", "absolute_path", "apply_override", "check_graph",
+           "Describe", "LoadedConfig", "MlflowConfig", "ModelConfig", "Section", "SourceConfig", "Spec", "SweepConfig",
+           "SweepParameter", "TrackingConfig", "TrainingConfig", "absolute_path", "apply_override", "check_graph",
            "data_errors_located", "did_you_mean", "infer_format", "layer_refs", "parse_key_path", "read_config",
            "split_spec", "validate"]

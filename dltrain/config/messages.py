@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,9 @@ def _message(err: dict[str, Any], prefix: Path_ = ()) -> tuple[str, str | None]:
 
 
 def _is_branch(part: Any) -> bool:
-    return isinstance(part, str) and ("[" in part or part in ("str", "bool"))
+    # pydantic's union branches (`dict[str,any]`, `function-before[...]`); not a key such as a sweep
+    # parameter's `model.layers[2].Dense.units`
+    return isinstance(part, str) and (re.match(r"[a-z][a-z-]*\[", part) is not None or part in ("str", "bool"))
 
 
 def _one_branch(errors: list[Any]) -> list[Any]:

@@ -11,6 +11,7 @@ from pydantic_core import PydanticCustomError
 from dltrain.config.dataset import DatasetConfig
 from dltrain.config.fields import RUN_NAME, ImportPath, Section, Spec, Threads
 from dltrain.config.hints import did_you_mean, short
+from dltrain.config.sweep import SweepConfig
 
 
 class ModelConfig(Section):
@@ -165,6 +166,8 @@ class Config(Section):
     tracking: TrackingConfig | None = None
     # Data-parallel training on several devices or machines; `auto` runs one config everywhere unchanged.
     distribute: DistributeConfig = Field(default_factory=DistributeConfig)
+    # A study of many runs of this config (`dltrain sweep`); `dltrain train` ignores it.
+    sweep: SweepConfig | None = None
 
     @field_validator("loss", "metrics", "loss_weights")
     @classmethod
