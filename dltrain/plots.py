@@ -7,6 +7,7 @@ plots work without a display, in CI and over ssh.
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,19 @@ def pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def warm_up() -> None:
+    """Import pyplot on a thread of its own while the model trains: the import takes about a second, and the
+    plots after the last epoch would otherwise wait for it."""
+    threading.Thread(target=_import_quietly, name="dltrain-pyplot").start()
+
+
+def _import_quietly() -> None:
+    try:
+        pyplot()
+    except Exception:  # noqa: BLE001  (the plots at the end import it again and report what fails)
+        pass
 
 
 def save_figure(figure: Any, path: Path) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import queue
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -112,21 +113,38 @@ class RunExtras:
 
 
 class Drawing:
-    """The run's plots, drawn on a thread of their own while the main thread saves the model: matplotlib's
-    drawing and Keras's saving each take about a second after the last epoch, and neither needs the other."""
+    """The run's plots, drawn on a thread of their own after the last epoch: the curves while the test split
+    is scored, the test plots while the model is saved. Matplotlib's drawing and TensorFlow's work each take
+    about a second there, and neither needs the other until the test outputs exist."""
 
-    def __init__(self, run_dir: Path, rows: list[dict[str, float]], splits: data.Splits, outputs: Any) -> None:
+    def __init__(self, run_dir: Path, rows: list[dict[str, float]], splits: data.Splits) -> None:
         self.run_dir = run_dir
         self.written: list[Path] = []
         self.error: Exception | None = None
-        self._thread = threading.Thread(target=self._draw, args=(rows, splits, outputs), name="dltrain-plots")
+        self._outputs: queue.Queue[tuple[Any] | None] = queue.Queue(maxsize=1)
+        self._thread = threading.Thread(target=self._draw, args=(rows, splits), name="dltrain-plots")
         self._thread.start()
 
-    def _draw(self, rows: list[dict[str, float]], splits: data.Splits, outputs: Any) -> None:
+    def _draw(self, rows: list[dict[str, float]], splits: data.Splits) -> None:
         try:
-            self.written = plots.draw_curves(self.run_dir, rows) + draw_test_plots(self.run_dir, splits, outputs)
+            self.written = plots.draw_curves(self.run_dir, rows)
         except Exception as error:  # a plot must never cost the user a trained run
             self.error = error
+        given = self._outputs.get()
+        if given is None or self.error is not None:
+            return
+        try:
+            self.written += draw_test_plots(self.run_dir, splits, given[0])
+        except Exception as error:
+            self.error = error
+
+    def test_outputs(self, outputs: Any) -> None:
+        """The model's outputs on the test split: the confusion matrix and the mistakes are drawn from them."""
+        self._outputs.put((outputs,))
+
+    def cancel(self) -> None:
+        """No test outputs will come (scoring failed): the thread ends after the curves."""
+        self._outputs.put(None)
 
     def wait(self) -> list[str]:
         """Wait for the plots; a note for the user when they could not be drawn."""

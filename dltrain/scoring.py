@@ -45,7 +45,10 @@ def score(model: keras.Model, dataset: Any) -> Scored:
 
     # Traced once on the dataset's own spec (batch size unknown), as Keras traces `evaluate`: Keras weights
     # per-output losses by the static batch size, so a trace with a known one would weight them otherwise.
-    run = tf.function(step, input_signature=list(dataset.element_spec), jit_compile=bool(model.jit_compile))
+    # The concrete function: calling it skips tf.function's argument matching, which was 40% of the scoring
+    # time for 10,000 small examples at batch 32 (0.8 s against 0.5 s).
+    run = tf.function(step, input_signature=list(dataset.element_spec),
+                      jit_compile=bool(model.jit_compile)).get_concrete_function()
     batches = [tf.nest.map_structure(lambda t: t.numpy(), run(x, y)) for x, y in dataset]
     if not batches:
         raise ValueError("the test split is empty")

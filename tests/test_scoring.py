@@ -73,3 +73,49 @@ def test_train_shows_what_it_does_after_the_last_epoch(tmp_path: Path, write_con
     assert line is not None, result.stderr
     (run,) = (tmp_path / "out").iterdir()
     assert sorted(p.name for p in (run / "plots").iterdir()) == ["accuracy.png", "confusion_matrix.png", "loss.png"]
+
+
+def _splits(count: int = 40):
+    from dltrain import data
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 255, (count, 8, 8)).astype("uint8"), rng.integers(0, 3, count)
+    info = data.DatasetInfo(name="tiny", input_shape=(8, 8), num_classes=3, class_names=["a", "b", "c"])
+    return data.Splits(train=data.Split(x, y), val=None, test=data.Split(x, y), info=info)
+
+
+ROWS = [{"epoch": 1, "loss": 1.0, "accuracy": 0.4, "val_loss": 1.1, "val_accuracy": 0.3},
+        {"epoch": 2, "loss": 0.8, "accuracy": 0.5, "val_loss": 0.9, "val_accuracy": 0.45}]
+
+
+def test_the_curves_are_drawn_while_the_test_split_is_scored_and_the_test_plots_from_its_outputs(tmp_path: Path):
+    from dltrain.report import Drawing
+
+    splits = _splits()
+    drawing = Drawing(tmp_path, ROWS, splits)  # the curves need nothing more
+    probabilities = np.eye(3)[(splits.test.y + 1) % 3] * 0.9 + 0.05  # every example wrong, confidently
+    drawing.test_outputs(probabilities)
+    assert drawing.wait() == []
+    assert sorted(p.name for p in drawing.written) == ["accuracy.png", "confusion_matrix.png", "loss.png",
+                                                       "misclassified.png"]
+
+
+def test_a_scoring_that_fails_leaves_the_curves_and_no_waiting_thread(tmp_path: Path):
+    from dltrain.report import Drawing
+
+    drawing = Drawing(tmp_path, ROWS, _splits())
+    drawing.cancel()
+    assert drawing.wait() == []
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["accuracy.png", "loss.png"]
+
+
+def test_pyplot_is_imported_while_the_model_trains():
+    import subprocess
+    import sys
+
+    code = ("import sys, threading\nfrom dltrain import plots\nassert 'matplotlib.pyplot' not in sys.modules\n"
+            "plots.warm_up()\n[t.join() for t in threading.enumerate() if t.name == 'dltrain-pyplot']\n"
+            "import matplotlib\nprint('matplotlib.pyplot' in sys.modules, matplotlib.get_backend())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "Agg"]

@@ -24,10 +24,15 @@ def finish(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, test_ds: Any
     model, splits = prepared.model, prepared.splits
     epochs = loaded.config.training.epochs
     stage("scoring the test split")
-    scored = score(model, test_ds)  # one pass: the metrics, and the outputs the plots need
+    drawing = report.Drawing(run_dir, recorder.rows, splits)  # the curves are drawn meanwhile
+    try:
+        scored = score(model, test_ds)  # one pass: the metrics, and the outputs the plots need
+    except BaseException:
+        drawing.cancel()
+        raise
     test = scored.metrics
     stage("saving model.keras and drawing the plots")
-    drawing = report.Drawing(run_dir, recorder.rows, splits, scored.outputs)
+    drawing.test_outputs(scored.outputs)
     runs.save_model(model, run_dir / runs.MODEL_FILE)
     # The train and val rows come from the epoch whose weights were tested: the last one, or the one
     # EarlyStopping(restore_best_weights=True) went back to.

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 
-from dltrain import checkpoint, report, runs
+from dltrain import checkpoint, plots, report, runs
 from dltrain.checkpoint import Checkpoint, EpochRecorder
 from dltrain.config import LoadedConfig
 from dltrain.data.feed import fit_datasets
@@ -54,6 +54,7 @@ def fit(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, start: Checkpoi
         every.append(bar)
     initial_epoch = start.epoch if start else 0
     runs.write_status(run_dir, "running", epoch=initial_epoch, epochs=epochs)
+    plots.warm_up()  # the report after the last epoch needs pyplot; its import overlaps the training
     with guard.handling_signals():
         try:
             model.fit(datasets.train, validation_data=datasets.validation, epochs=epochs, initial_epoch=initial_epoch,
