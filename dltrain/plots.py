@@ -139,24 +139,47 @@ def draw_misclassified(path: Path, x: np.ndarray, y_true: np.ndarray, probabilit
     picked = wrong[np.argsort(-confidence)][:limit]
     plt = pyplot()
     columns = min(4, len(picked))
-    lines = math.ceil(len(picked) / columns)
-    height = 2.7 * lines + 0.4
-    figure, grid = plt.subplots(lines, columns, figsize=(2.4 * columns, height), squeeze=False)
-    figure.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.75 / height, wspace=0.15, hspace=0.45)
-    for axes in grid.flat:
-        axes.axis("off")
-    for axes, i in zip(grid.flat, picked):
-        image = np.asarray(x[i], dtype=np.float32)
-        if image.ndim == 3 and image.shape[-1] == 1:
-            image = image[..., 0]
-        if image.ndim == 3:  # colour: matplotlib wants [0, 1] floats
-            low, high = float(image.min()), float(image.max())
-            image = (image - low) / (high - low) if high > low else image * 0
-        axes.imshow(image, cmap="gray" if image.ndim == 2 else None)
-        axes.set_title(f"true: {class_names[int(y_true[i])]}\npred: {class_names[int(predicted[i])]} "
-                       f"({probabilities[i, predicted[i]]:.2f})", fontsize=8)
+    # One picture of all the tiles, labelled with text, instead of a subplot per image: matplotlib's axes
+    # cost about 50 ms each to make and draw (0.9 s for the 16 of this grid, 0.4 s as one).
+    canvas, places = _mosaic([_tile(x[i]) for i in picked], columns)
+    width = 2.4 * columns
+    pictures = 0.96 * width * canvas.shape[0] / canvas.shape[1]  # inches, at the canvas's own aspect
+    height = pictures + 0.75
+    figure = plt.figure(figsize=(width, height))
+    axes = figure.add_axes((0.02, 0.1 / height, 0.96, pictures / height))
+    axes.imshow(canvas, interpolation="nearest")
+    axes.axis("off")
+    for (left, top, width), i in zip(places, picked):
+        axes.text(left + width / 2, top - 1, f"true: {class_names[int(y_true[i])]}\npred: "
+                  f"{class_names[int(predicted[i])]} ({probabilities[i, predicted[i]]:.2f})",
+                  ha="center", va="bottom", fontsize=8)
     figure.suptitle(f"most confident mistakes ({len(wrong)} of {len(y_true)} test examples wrong)", fontsize=10)
     return save_figure(figure, path)
+
+
+def _tile(example: Any) -> np.ndarray:
+    """One example as an RGB picture in [0, 1], scaled on its own as imshow scales each picture."""
+    image = np.asarray(example, dtype=np.float32)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    low, high = float(image.min()), float(image.max())
+    image = (image - low) / (high - low) if high > low else image * 0
+    return np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image
+
+
+def _mosaic(tiles: list[np.ndarray], columns: int) -> tuple[np.ndarray, list[tuple[float, float, float]]]:
+    """The tiles on a white canvas, a column gap between them and room for two lines of text above each;
+    returns the canvas and each tile's (left, top, width) on it."""
+    h, w = tiles[0].shape[:2]
+    gap, band = max(1, round(w * 0.15)), max(2, round(h * 0.45))
+    lines = math.ceil(len(tiles) / columns)
+    canvas = np.ones((lines * (h + band), columns * w + (columns - 1) * gap, 3), np.float32)
+    places = []
+    for k, tile in enumerate(tiles):
+        top, left = (k // columns) * (h + band) + band, (k % columns) * (w + gap)
+        canvas[top:top + h, left:left + w] = tile
+        places.append((left - 0.5, top - 0.5, float(w)))
+    return canvas, places
 
 
 def draw_test_plots(run_dir: Path, x: np.ndarray, y: np.ndarray, probabilities: np.ndarray,

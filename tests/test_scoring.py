@@ -119,3 +119,46 @@ def test_pyplot_is_imported_while_the_model_trains():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "Agg"]
+
+
+def test_small_examples_are_scored_in_bigger_batches_and_nothing_else_changes():
+    from dltrain import data
+    from dltrain.data.feed import MAX_SCORING_BATCH, scoring_batch_size
+
+    y = np.zeros(10, dtype=int)
+    images = data.Split(np.zeros((10, 28, 28), np.uint8), y)  # 784 bytes an example
+    assert scoring_batch_size(images, 32) == MAX_SCORING_BATCH
+    columns = data.Split({"a": np.zeros((10,), np.float32), "b": np.zeros((10, 3), np.int64)}, y)
+    assert scoring_batch_size(columns, 64) == MAX_SCORING_BATCH
+    large = data.Split(np.zeros((10, 224, 224, 3), np.float32), y)  # 602 kB: 6 fit in 4 MB
+    assert scoring_batch_size(large, 16) == 16
+    assert scoring_batch_size(data.Split(np.zeros((10, 64, 64, 3), np.uint8), y), 8) == 341
+    texts = data.Split(np.array(["a b", "c"] * 5), y)  # strings: their vectorized size is the model's
+    assert scoring_batch_size(texts, 32) == 32
+
+
+def test_the_runs_test_figures_are_model_evaluate_at_the_training_batch(tmp_path: Path, write_config):
+    import json
+
+    from typer.testing import CliRunner
+
+    from dltrain.cli import app
+    from dltrain.load import load_config
+    from dltrain.saved import load_run_model
+    from dltrain import data
+
+    path = write_config(SYNTHETIC)
+    result = CliRunner().invoke(app, ["train", str(path), "--output-dir", str(tmp_path / "out"), "--no-progress",
+                                      "--set", "training.epochs=1"])
+    assert result.exit_code == 0, result.output
+    (run,) = (tmp_path / "out").iterdir()
+    loaded = load_config(run / "config.yaml")
+    splits = data.load(loaded.config.dataset, loaded.config.seed)
+    model = load_run_model(run)
+    batch = loaded.config.training.batch_size
+    assert batch < len(splits.test) <= 1024  # scored in one batch, evaluated here in several
+    expected = model.evaluate(splits.test.x, splits.test.y, batch_size=batch, return_dict=True, verbose=0)
+    test = json.loads((run / "metrics.json").read_text())["test"]
+    assert test.keys() == expected.keys()
+    for name, value in expected.items():
+        assert test[name] == pytest.approx(value, rel=1e-6, abs=1e-6), name

@@ -4,9 +4,12 @@ touches tf.data itself, so a distribution strategy has one place to wrap."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import tensorflow as tf
@@ -15,6 +18,23 @@ from dltrain.config import TrainingConfig
 from dltrain.data.epochs import EpochRandomness
 from dltrain.data.pipeline import cache_file, in_memory, to_dataset
 from dltrain.data.types import AnySplit, FileSplit, Splits
+
+
+# The test split is scored once, in inference mode, where the batch size changes no figure (the metrics and
+# the loss are means over examples) but each batch costs a Python round trip: small examples go in batches
+# of up to this many bytes. 10,000 Fashion-MNIST images at 1,024 a batch: 0.3 s, against 1.1 s at 32.
+SCORING_BATCH_BYTES = 4 << 20
+MAX_SCORING_BATCH = 1024
+
+
+def scoring_batch_size(split: AnySplit, batch_size: int) -> int:
+    """The batch the test split is scored in: the training batch, or up to MAX_SCORING_BATCH small examples."""
+    x = getattr(split, "x", None)
+    arrays = list(x.values()) if isinstance(x, dict) else [x]
+    if not all(isinstance(a, np.ndarray) and a.dtype.kind in "biuf" for a in arrays):
+        return batch_size  # streamed files and texts: their size in memory is not known here
+    per_example = sum(a.dtype.itemsize * math.prod(a.shape[1:]) for a in arrays)
+    return max(batch_size, min(MAX_SCORING_BATCH, SCORING_BATCH_BYTES // max(1, per_example)))
 
 
 @dataclass
@@ -79,18 +99,18 @@ def fit_datasets(splits: Splits, training: TrainingConfig, seed: int, output_nam
     randomness = EpochRandomness(seed, augmentation.variables if augmentation is not None else None)
     batch_size = training.batch_size
 
-    def fixed(name: str, split: AnySplit) -> Any:
-        return _for_outputs(to_dataset(split, batch_size, cache=_cache(training.cache, name, split, batch_size)),
-                            output_names)
+    def fixed(name: str, split: AnySplit, size: int) -> Any:
+        return _for_outputs(to_dataset(split, size, cache=_cache(training.cache, name, split, size)), output_names)
 
     return FitData(
         train=_for_outputs(_train(splits.train, training, randomness, augmentation), output_names),
-        validation=fixed("val", splits.val) if splits.val is not None else None,
-        test=fixed("test", splits.test),
+        validation=fixed("val", splits.val, batch_size) if splits.val is not None else None,
+        test=fixed("test", splits.test, scoring_batch_size(splits.test, batch_size)),
         randomness=randomness,
     )
 
 
 def evaluation_dataset(split: AnySplit, batch_size: int, output_names: list[str]) -> Any:
-    """The test split as `evaluate` takes it, outside a run's training (no cache)."""
-    return _for_outputs(to_dataset(split, batch_size), output_names)
+    """The test split as `evaluate` takes it, outside a run's training (no cache), in the batches the run
+    scored it in, so `dltrain evaluate` repeats metrics.json's figures."""
+    return _for_outputs(to_dataset(split, scoring_batch_size(split, batch_size)), output_names)
