@@ -55,9 +55,8 @@ def train(
     """Train the model a config describes, evaluate it, and save everything in a new run folder."""
     if workers is not None:
         arguments = ["train", str(config), *(a for s in set_ or [] for a in ("--set", s)), "--output-dir",
-                     str(output_dir), "--progress" if progress else "--no-progress"]
-        arguments += ["--resume", str(resume_dir)] if resume_dir is not None else []
-        _run_workers(arguments + (["--force"] if force else []) + (["--trust-code"] if trust_code else []), workers)
+                     str(output_dir), *(["--resume", str(resume_dir)] if resume_dir is not None else [])]
+        _run_workers(arguments, workers, force=force, trust_code=trust_code, progress=progress)
     from dltrain.load import load_config
 
     loaded = load_config(config, set_ or [], trust_code=trust_code)
@@ -81,18 +80,19 @@ def resume(
 ) -> None:
     """Continue an interrupted run from its last checkpoint; it needs nothing but the run folder."""
     if workers is not None:
-        _run_workers(["resume", str(run_dir), *(["--force"] if force else []),
-                      *(["--trust-code"] if trust_code else []), "--progress" if progress else "--no-progress"],
-                     workers)
+        _run_workers(["resume", str(run_dir)], workers, force=force, trust_code=trust_code, progress=progress)
     from dltrain import training
 
     _show_result(training.resume(run_dir, force=force, progress=progress, trust_code=trust_code))
 
 
-def _run_workers(arguments: list[str], count: int) -> None:
-    """Run the command as `count` local workers of one cluster; exit with the first non-zero status."""
+def _run_workers(arguments: list[str], count: int, *, force: bool, trust_code: bool, progress: bool) -> None:
+    """Run the command as `count` local workers of one cluster, each with the options train and resume share;
+    exit with the first non-zero status."""
     from dltrain.distribute.launch import run_workers
 
+    arguments = [*arguments, *(["--force"] if force else []), *(["--trust-code"] if trust_code else []),
+                 "--progress" if progress else "--no-progress"]
     status = run_workers(arguments, count, echo=lambda line: err.print(line, markup=False, highlight=False,
                                                                         soft_wrap=True))
     raise typer.Exit(status)

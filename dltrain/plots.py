@@ -141,7 +141,7 @@ def draw_misclassified(path: Path, x: np.ndarray, y_true: np.ndarray, probabilit
     columns = min(4, len(picked))
     # One picture of all the tiles, labelled with text, instead of a subplot per image: matplotlib's axes
     # cost about 50 ms each to make and draw (0.9 s for the 16 of this grid, 0.4 s as one).
-    canvas, places = _mosaic([_tile(x[i]) for i in picked], columns)
+    canvas, labels = _mosaic([_tile(x[i]) for i in picked], columns)
     width = 2.4 * columns
     pictures = 0.96 * width * canvas.shape[0] / canvas.shape[1]  # inches, at the canvas's own aspect
     height = pictures + 0.75
@@ -149,8 +149,8 @@ def draw_misclassified(path: Path, x: np.ndarray, y_true: np.ndarray, probabilit
     axes = figure.add_axes((0.02, 0.1 / height, 0.96, pictures / height))
     axes.imshow(canvas, interpolation="nearest")
     axes.axis("off")
-    for (left, top, width), i in zip(places, picked):
-        axes.text(left + width / 2, top - 1, f"true: {class_names[int(y_true[i])]}\npred: "
+    for (centre, top), i in zip(labels, picked):
+        axes.text(centre, top, f"true: {class_names[int(y_true[i])]}\npred: "
                   f"{class_names[int(predicted[i])]} ({probabilities[i, predicted[i]]:.2f})",
                   ha="center", va="bottom", fontsize=8)
     figure.suptitle(f"most confident mistakes ({len(wrong)} of {len(y_true)} test examples wrong)", fontsize=10)
@@ -167,19 +167,19 @@ def _tile(example: Any) -> np.ndarray:
     return np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image
 
 
-def _mosaic(tiles: list[np.ndarray], columns: int) -> tuple[np.ndarray, list[tuple[float, float, float]]]:
+def _mosaic(tiles: list[np.ndarray], columns: int) -> tuple[np.ndarray, list[tuple[float, float]]]:
     """The tiles on a white canvas, a column gap between them and room for two lines of text above each;
-    returns the canvas and each tile's (left, top, width) on it."""
+    returns the canvas and, for each tile, where its label's bottom centre goes (in imshow's coordinates)."""
     h, w = tiles[0].shape[:2]
     gap, band = max(1, round(w * 0.15)), max(2, round(h * 0.45))
     lines = math.ceil(len(tiles) / columns)
     canvas = np.ones((lines * (h + band), columns * w + (columns - 1) * gap, 3), np.float32)
-    places = []
+    labels = []
     for k, tile in enumerate(tiles):
         top, left = (k // columns) * (h + band) + band, (k % columns) * (w + gap)
         canvas[top:top + h, left:left + w] = tile
-        places.append((left - 0.5, top - 0.5, float(w)))
-    return canvas, places
+        labels.append((left - 0.5 + w / 2, top - 1.5))  # pixel centres are whole numbers: edges at -0.5
+    return canvas, labels
 
 
 def draw_test_plots(run_dir: Path, x: np.ndarray, y: np.ndarray, probabilities: np.ndarray,
