@@ -64,14 +64,23 @@ def leaderboard(folder: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def study_states(folder: Path, storage: object = None) -> list[str]:
+def load_study(folder: Path, storage: object = None):
+    """The sweep's Optuna study, from its journal file unless `storage` is given."""
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     if storage is None:
         storage = JournalStorage(JournalFileBackend(str(folder / "study.journal")))
-    study = optuna.load_study(study_name="tiny", storage=storage)
-    return [t.state.name for t in study.get_trials()]
+    return optuna.load_study(study_name="tiny", storage=storage)
+
+
+def study_states(folder: Path, storage: object = None) -> list[str]:
+    return [t.state.name for t in load_study(folder, storage).get_trials()]
+
+
+def trial_errors(folder: Path) -> dict[int, str]:
+    """Each failed trial's error, for an assertion's message."""
+    return {t.number: t.user_attrs.get("error") for t in load_study(folder).get_trials() if t.state.name == "FAIL"}
 
 
 def read_json(path: Path) -> dict:
@@ -421,11 +430,65 @@ def test_sigkill_mid_trial_then_sigterm_then_resume_finishes_exactly_n(tmp_path:
 
     resumed = invoke("sweep", config, "--resume", folder, "--workers", 2, "--no-progress")
     assert resumed.exit_code == 0, resumed.output
-    assert study_states(folder) == ["COMPLETE"] * 3
+    assert study_states(folder) == ["COMPLETE"] * 3, trial_errors(folder)
     trials = sorted(p for p in folder.iterdir() if (p / "config.yaml").is_file())
     assert len(trials) == 3 and {killed, stopped} <= set(trials)  # finished in their own folders
     for trial in {killed, stopped}:  # from their checkpoints
         assert read_json(trial / "env.json").get("resumes") and read_json(trial / "metrics.json")["epochs"] == 3
+
+
+def open_only(tmp_path: Path, trials: int) -> Path:
+    """A sweep folder and its study, as `dltrain sweep` leaves them before it starts any worker."""
+    from dltrain.sweep import driver
+
+    (tmp_path / "sweep.yaml").write_text(SWEEP.replace("trials: 4", f"trials: {trials}"))
+    sweep = driver.open_sweep(tmp_path / "sweep.yaml", [], output_dir=tmp_path / "out")
+    os.close(sweep.lock_fd)
+    return sweep.path
+
+
+def test_a_trial_killed_before_its_first_status_is_trained_by_the_worker_that_adopts_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from dltrain import report
+    from dltrain.sweep import worker
+
+    folder = open_only(tmp_path, 1)
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # the worker's process ends here, as under SIGKILL: nothing else runs
+
+    with monkeypatch.context() as patch:  # after config.yaml and dataset.json, before status.json
+        patch.setattr(report, "write_start", killed)
+        with pytest.raises(KeyboardInterrupt):
+            worker.work(folder)
+    (run_dir,) = [p for p in folder.iterdir() if (p / "config.yaml").is_file()]
+    assert not (run_dir / "status.json").exists() and study_states(folder) == ["RUNNING"]
+
+    assert worker.work(folder) == 1
+    assert study_states(folder) == ["COMPLETE"]
+    assert runs.read_status(run_dir)["state"] == "finished" and read_json(run_dir / "metrics.json")["epochs"] == 2
+
+
+def test_a_signal_while_a_trial_finishes_stops_the_worker_before_the_next_trial(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from dltrain.errors import RunInterrupted
+    from dltrain.sweep import worker
+    from dltrain.training import fit as fitting
+
+    folder = open_only(tmp_path, 2)
+    finish = fitting.finish
+
+    def signalled(*args: object, **kwargs: object) -> object:
+        os.kill(os.getpid(), signal.SIGTERM)  # `dltrain sweep` forwards a SIGTERM while the test split is scored
+        return finish(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fitting, "finish", signalled)
+        with pytest.raises(RunInterrupted, match=r"^stopped by SIGTERM while trial 0 was finishing; "
+                                                 r"it finished \(COMPLETE\)$") as stopped:
+            worker.work(folder)
+    assert stopped.value.exit_code == 143
+    assert study_states(folder) == ["COMPLETE", "WAITING"]
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import signal
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from dltrain.sweep.study import Claim
 
 SNAPSHOT_FILE = "sweep.yaml"
 ERROR_FILE = "error.txt"
+# The run states that end a trial; any other (running, interrupted, unknown) is resumed.
+ENDED = ("finished", "pruned", "failed", "diverged")
 
 
 def trial_name(base: str, number: int) -> str:
@@ -134,8 +137,14 @@ def run_trial(claim: Claim, ctx: TrialContext) -> str:
         message = (f"pruned by the {ctx.base.config.sweep.early_terminate.type} pruner after epoch "
                    f"{reporter.pruned_epoch} ({ctx.metric} {reporter.last_value:.4f})")
         runs.write_status(run_dir, "pruned", message=message)
-        return _tell(ctx, trial, run_dir, TrialState.PRUNED, message)
-    return _tell(ctx, trial, run_dir, *_outcome(result.metrics, ctx.metric))
+        state = _tell(ctx, trial, run_dir, TrialState.PRUNED, message)
+    else:
+        state = _tell(ctx, trial, run_dir, *_outcome(result.metrics, ctx.metric))
+    if result.late_signal is not None:  # the stop came while the run was finishing: no next trial
+        name = signal.Signals(result.late_signal).name
+        raise RunInterrupted(f"stopped by {name} while trial {claim.number} was finishing; it finished ({state})",
+                             signal_number=result.late_signal)
+    return state
 
 
 def _outcome(metrics: dict[str, Any], metric: str) -> tuple[Any, Any]:
@@ -154,7 +163,9 @@ def _already_done(run_dir: Path, ctx: TrialContext) -> tuple[Any, Any] | None:
 
     info = runs.run_info(run_dir)
     status = runs.read_status(run_dir) or {}
-    if info is None or info.state in ("running", "interrupted"):
+    # Only a run that says it ended is done: a process killed between writing config.yaml and its first
+    # status.json leaves a folder whose state is "unknown", and that trial has yet to train.
+    if info is None or info.state not in ENDED:
         return None
     if info.state == "pruned":
         return TrialState.PRUNED, status.get("message")

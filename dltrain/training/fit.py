@@ -75,4 +75,5 @@ def fit(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, start: Checkpoi
         finally:
             if bar is not None:
                 bar.close("finished: test split scored, model and report saved" if result else None)
+        result.late_signal = guard.signal_number
         return result

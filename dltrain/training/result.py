@@ -28,3 +28,6 @@ class TrainResult:
     tensorboard_dir: Path | None = None
     # A worker of a multi-worker job that is not the chief ("worker:1 of 2"): the run folder is the chief's.
     role: str | None = None
+    # SIGINT or SIGTERM that arrived after the last batch: the run finished anyway; whoever would start more
+    # work after it (a sweep worker) stops instead.
+    late_signal: int | None = None
