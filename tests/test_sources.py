@@ -260,6 +260,28 @@ def test_augmentation_trains_and_resumes_bit_identically(tmp_path: Path):
     assert "RandomFlip" not in names
 
 
+def test_augmentation_flips_each_image_without_a_channel_axis_left_to_right(tmp_path: Path):
+    """MNIST-style [28, 28] images: each image of a batch draws its own flip, about its vertical axis."""
+    from dltrain.data.feed import fit_datasets
+    from dltrain.load import load_config
+    from dltrain.training.prepare import prepare
+
+    config = tmp_path / "c.yaml"
+    config.write_text(AUGMENTED.replace("input_shape: [8, 8, 1]", "input_shape: [8, 8]").replace(
+        "    - RandomTranslation: {height_factor: 0.1, width_factor: 0.1}\n", "") + "  shuffle: false\n")
+    loaded = load_config(config)
+    prepared = prepare(loaded)
+    datasets = fit_datasets(prepared.splits, loaded.config.training, loaded.config.seed,
+                            list(prepared.model.output_names), prepared.augmentation)
+    batch = next(iter(datasets.train))[0].numpy()
+    raw = prepared.splits.train.x[:len(batch)]
+    assert batch.shape == raw.shape == (16, 8, 8)
+    mirrored = [np.array_equal(a, b[:, ::-1]) for a, b in zip(batch, raw)]
+    kept = [np.array_equal(a, b) for a, b in zip(batch, raw)]
+    assert all(m != k for m, k in zip(mirrored, kept)), (mirrored, kept)  # each one whole, mirrored or not
+    assert 0 < sum(mirrored) < len(batch)  # a draw per image, not one for the batch
+
+
 def test_augmentation_that_changes_the_shape_is_refused(tmp_path: Path):
     config = tmp_path / "c.yaml"
     config.write_text(AUGMENTED.replace("RandomFlip: {mode: horizontal}", "RandomCrop: {height: 4, width: 4}"))

@@ -72,6 +72,16 @@ def _cache(cache: bool | str, name: str, split: AnySplit, batch_size: int) -> bo
     return cache_file(cache, name, split, batch_size)
 
 
+def augment_batch(augmentation: Any, x: Any) -> Any:
+    """A training batch through the augmentation layers. Images without a channel axis ([batch, height,
+    width], as MNIST-style files give them) get one for the layers and lose it after: Keras's image layers
+    read a rank-3 tensor as one image whose channels are its columns, and would flip or shift the whole batch
+    at once along the wrong axis."""
+    if len(x.shape) == 3:
+        return augmentation(tf.expand_dims(x, -1), training=True)[..., 0]
+    return augmentation(x, training=True)
+
+
 def _train(split: AnySplit, training: TrainingConfig, randomness: EpochRandomness, augmentation: Any) -> Any:
     """The training batches: in an order drawn from (seed, epoch) when shuffled, so a resumed run replays
     it; streamed files are decoded in parallel; augmentation is applied to these batches only."""
@@ -86,7 +96,7 @@ def _train(split: AnySplit, training: TrainingConfig, randomness: EpochRandomnes
     if augmentation is not None:
         @tf.autograph.experimental.do_not_convert
         def augment(x: Any, y: Any) -> tuple[Any, Any]:
-            return augmentation(x, training=True), y
+            return augment_batch(augmentation, x), y
 
         # One call at a time: the layers' seed generators then draw in batch order, as on resume.
         ds = ds.map(augment).prefetch(tf.data.AUTOTUNE)

@@ -13,7 +13,7 @@ import numpy as np
 from dltrain import data, threads, tracking
 from dltrain.compiling import build_augmentation, build_callbacks, compile_model, dtype_policy
 from dltrain.config import LoadedConfig
-from dltrain.data.feed import targets
+from dltrain.data.feed import augment_batch, targets
 from dltrain.distribute.plan import plan as plan_distribution
 from dltrain.distribute.strategy import Distribution, start as start_distribution
 from dltrain.errors import ModelBuildError, first_line
@@ -117,7 +117,7 @@ def _check_augmentation(augmentation: keras.Sequential, loaded: LoadedConfig, sp
                            f"'{splits.info.name}' gives named features", hint="remove dataset.augmentation")
     few = data.examples(splits.train, [0, len(splits.train) - 1])
     try:
-        out = augmentation(data.tensors(few.x), training=True)
+        out = augment_batch(augmentation, data.tensors(few.x))
     except Exception as error:  # shape and dtype errors arrive as several TF/Keras types
         raise loaded.error(ModelBuildError, path, f"augmentation cannot take examples of shape "
                            f"{tuple(np.shape(few.x)[1:])}: {first_line(error)}",
