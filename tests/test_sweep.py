@@ -257,6 +257,15 @@ def test_train_ignores_the_sweep_section(tmp_path: Path):
     assert result.exit_code == 0, result.output
     (run,) = (tmp_path / "out").iterdir()
     assert run.name.startswith("tiny-2") and read_json(run / "metrics.json")["epochs"] == 2
+    config, _ = read_yaml(run / "config.yaml")
+    assert "sweep" not in config and config["optimizer"] == {"Adam": {"learning_rate": 0.01}}
+    # Resumed with the sweep config itself: the sweep section is no change to the run.
+    with open(run / "status.json", "r+") as handle:  # as if killed in its last epoch, after the checkpoint
+        status = json.load(handle)
+        status.update(state="interrupted", epoch=1)
+        handle.seek(0), handle.truncate(), json.dump(status, handle)
+    resumed = invoke("train", tmp_path / "sweep.yaml", "--resume", run, "--no-progress")
+    assert resumed.exit_code == 0, resumed.output
 
 
 def test_pruning_prunes_and_a_failed_trial_keeps_its_error(tmp_path: Path):

@@ -120,7 +120,6 @@ def run_trial(claim: Claim, ctx: TrialContext) -> str:
             from dltrain.load import load_config
 
             loaded = load_config(ctx.sweep_dir / SNAPSHOT_FILE, trial_overrides, trust_code=ctx.base.trust_code)
-            loaded.config.sweep = None  # a trial is an ordinary run: its config.yaml has no sweep section
             from dltrain.training import train
 
             result = train(loaded, ctx.sweep_dir, progress=False, callbacks=[reporter])

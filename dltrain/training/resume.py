@@ -38,10 +38,12 @@ def resume(run_dir: Path, loaded: LoadedConfig | None = None, *, force: bool = F
     last = checkpoint.load(run_dir)
     notes = list(last.notes) if last else []
     started_with = last.config if last else yaml.safe_load(config_file.read_text())
+    started_with.pop("sweep", None)  # written by runs from before train dropped it
     if loaded is None:
         loaded = load_config(config_file, trust_code=trust_code)
     elif ("seed",) not in loaded.source.positions and isinstance(started_with.get("seed"), int):
         loaded.config.seed = started_with["seed"]  # a config without a seed continues with the run's seed
+    loaded.config.sweep = None  # as train: a run is one config, whatever sweep section its file holds
     require_trust(loaded)  # first: without it the run cannot continue, whatever else is said
     same_test_split(loaded.config.dataset, started_with.get("dataset") or {})
     changes = runs.changed_keys(started_with, loaded.resolved())

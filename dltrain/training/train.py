@@ -20,6 +20,7 @@ def train(loaded: LoadedConfig, output_dir: Path = Path("outputs"), *, progress:
     """Train the configured model; write config, history, checkpoints, model and metrics to a new run folder.
 
     `callbacks` are extra Keras callbacks (a sweep's pruner), called after the run's own each epoch."""
+    loaded.config.sweep = None  # a run trains the config's own values: its config.yaml has no sweep section
     prepared = prepare(loaded)  # every mistake found without training is raised before a folder exists
     distribution = prepared.distribution
     # Only the chief writes the run folder; another worker writes the same files into a temporary one.
