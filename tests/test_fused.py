@@ -191,7 +191,7 @@ def test_a_fused_run_trains_like_keras_and_saves_a_plain_keras_model(tmp_path: P
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     done = subprocess.run([sys.executable, "-c", PLAIN_KERAS, str(runs["fused"] / "model.keras"),
                            str(tmp_path / "x.npy"), str(tmp_path / "plain.npy")],
-                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     probabilities = np.load(tmp_path / "plain.npy")
     scored = json.loads((runs["fused"] / "metrics.json").read_text())["test"]

@@ -116,7 +116,7 @@ def test_pyplot_is_imported_while_the_model_trains():
     code = ("import sys, threading\nfrom dltrain import plots\nassert 'matplotlib.pyplot' not in sys.modules\n"
             "plots.warm_up()\n[t.join() for t in threading.enumerate() if t.name == 'dltrain-pyplot']\n"
             "import matplotlib\nprint('matplotlib.pyplot' in sys.modules, matplotlib.get_backend())")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "Agg"]
 
