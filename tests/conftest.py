@@ -67,10 +67,3 @@ def train_text(root: Path, text: str) -> Path:
     result = cli("train", config, "--output-dir", root / "outputs", "--no-progress")
     assert result.exit_code == 0, result.output
     return Path(re.search(r"^run folder: (.+)$", result.stdout, re.M).group(1))
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Files with `slow` tests first (they are the longest files): with one pytest-xdist worker per file, the
-    longest file started last would leave the other cores idle at the end."""
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)  # stable: the order within a file stays
