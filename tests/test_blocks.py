@@ -54,7 +54,7 @@ def test_uses_expand_into_plain_layers_named_after_each_use(write_config):
     found = layers(BLOCKS, write_config)
     names = [kwargs.get("name") for _, kwargs in found]
     assert names == [
-        "identity_1_input",  # the unnamed layer a block's $input takes is named after the use
+        "conv2d",  # the unnamed layer a block's $input takes gets the name Keras would give it
         "identity_1_conv_bn_1_conv2d", "identity_1_conv_bn_1_batch_normalization", "identity_1_conv_16",
         "identity_1_main", "identity_1_add", "identity_1_re_lu",
         "identity_2_conv_bn_1_conv2d", "identity_2_conv_bn_1_batch_normalization", "identity_2_conv_16",
@@ -65,11 +65,24 @@ def test_uses_expand_into_plain_layers_named_after_each_use(write_config):
     assert [cls for cls, _ in found][:7] == ["Conv2D", "Conv2D", "BatchNormalization", "Conv2D",
                                              "BatchNormalization", "Add", "ReLU"]
     # $input is what each use was given: the layer before, or the previous repetition's output
-    assert found[5][1]["inputs"] == ["identity_1_main", "identity_1_input"]
+    assert found[5][1]["inputs"] == ["identity_1_main", "conv2d"]
     assert found[11][1]["inputs"] == ["identity_2_main", "identity_1_re_lu"]
     assert found[17][1]["inputs"] == ["last_main", "identity_2_re_lu"]
     # $param keeps its type; inside a longer string it is text
     assert found[1][1]["filters"] == 16 and found[1][1]["strides"] == 1 and found[3][1]["name"] == "identity_1_conv_16"
+
+
+def test_the_layer_a_block_takes_keeps_its_keras_name_unless_keras_could_give_that_name_to_another(write_config):
+    conv = "    - Conv2D: {filters: 16, kernel_size: 1}\n"
+    # Two unnamed Conv2D: Keras names the first `conv2d`, so the one the block takes is named after the use.
+    two = [k.get("name") for _, k in layers(BLOCKS.replace(conv, conv + conv), write_config)]
+    assert two[:3] == [None, "identity_1_input", "identity_1_conv_bn_1_conv2d"]
+    # A layer of the model already called `conv2d`.
+    taken = BLOCKS.replace("- Dense: {units: 3,", "- Dense: {name: conv2d, units: 3,")
+    assert [k.get("name") for _, k in layers(taken, write_config)][0] == "identity_1_input"
+    # A named use's output layer is called by the use's name: `last: conv2d` takes the name too.
+    used = BLOCKS.replace("identity: {name: last,", "identity: {name: conv2d,")
+    assert [k.get("name") for _, k in layers(used, write_config)][0] == "identity_1_input"
 
 
 def test_a_use_with_inputs_feeds_its_first_layer_and_dollars_stay_literal(write_config):

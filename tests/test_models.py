@@ -229,6 +229,25 @@ def test_keras_io_examples_build_from_yaml(name, text, shape, python, params, wr
     assert ours.count_params() == params
 
 
+def test_the_unnamed_layer_a_block_takes_has_the_name_keras_gives_it(write_config):
+    text = """\
+blocks:
+  residual:
+    layers:
+      - Dense: {name: proj, units: 8}
+      - Add: {inputs: [$input, proj]}
+model:
+  layers:
+    - Embedding: {input_dim: 20, output_dim: 8}
+    - residual: {repeat: 2}
+    - GlobalAveragePooling1D
+    - Dense: {units: 2, activation: softmax}
+"""
+    names = [layer.name for layer in from_yaml(text, [6], write_config).layers]
+    assert names == ["input", "embedding", "residual_1_proj", "residual_1_add", "residual_2_proj", "residual_2_add",
+                     "global_average_pooling1d", "dense"]
+
+
 def test_the_transformer_config_is_the_functional_transformer():
     ours = from_config("imdb_transformer.yaml", (200,))
     assert [l.name for l in ours.layers][2:6] == ["transformer_1_attention", "transformer_1_attention_dropout",

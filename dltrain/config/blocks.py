@@ -127,6 +127,10 @@ class _Expander:
         self.origins: dict[Path_, str] = {}
         self.taken: set[str] = set(inputs)
         self.used: set[str] = set()
+        # Keras's own names (`embedding`) that an unnamed layer a block's $input takes can be given: its class
+        # has no other unnamed layer among the model's own, which Keras would name the same, and no layer of
+        # the model is called that.
+        self.keras_names: set[str] = set()
         # What a layer without `inputs:` takes: a name, an expanded layer's index, or None (several inputs).
         self.previous: str | int | None = inputs[0] if len(inputs) == 1 else None
 
@@ -161,7 +165,9 @@ class _Expander:
             return ref
         found = self._layer_name(ref)
         if found is None:
-            found = f"{scope.prefix}_{INPUT}"
+            keras_name = snake_case(split_spec(self.layers[ref])[0])
+            found = keras_name if keras_name in self.keras_names and keras_name not in self.taken \
+                else f"{scope.prefix}_{INPUT}"
             self._set_name(ref, found, f"named for $input of {scope.prefix}")
         return found
 
@@ -369,6 +375,21 @@ def _well_formed(spec: Any) -> bool:
         and isinstance(next(iter(spec)), str)
 
 
+def _lone_unnamed(specs: list[Any], blocks: dict[str, BlockConfig]) -> set[str]:
+    """Keras's default names of the layer classes with exactly one unnamed layer among `specs` (the model's
+    own layers; every layer inside a block gets a name), less every name the model's own entries give."""
+    written = [split_spec(spec) for spec in specs if _well_formed(spec)]
+    counts: dict[str, int] = {}
+    given = set()
+    for class_name, kwargs in written:
+        name = (kwargs or {}).get("name")
+        if isinstance(name, str):
+            given.add(name)
+        elif class_name not in blocks:
+            counts[snake_case(class_name)] = counts.get(snake_case(class_name), 0) + 1
+    return {name for name, count in counts.items() if count == 1} - given
+
+
 def expand_blocks(data: dict[str, Any], source: SourceMap, file: Any,
                   references: dict[Path_, str] | None = None) -> Expansion | None:
     """Replace every block use in `data['model']['layers']` (in place); None when the config has no blocks."""
@@ -381,6 +402,7 @@ def expand_blocks(data: dict[str, Any], source: SourceMap, file: Any,
     named = model.get("inputs")
     inputs = [str(n) for n in named] if isinstance(named, dict) and named else ["input"]
     expander = _Expander(blocks, source, references or {}, inputs)
+    expander.keras_names = _lone_unnamed(model["layers"], blocks)
     expander.expand_list(model["layers"], ("model", "layers"), _Scope())
     expander.check_unused()
     model["layers"] = expander.layers
