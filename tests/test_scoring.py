@@ -88,6 +88,31 @@ ROWS = [{"epoch": 1, "loss": 1.0, "accuracy": 0.4, "val_loss": 1.1, "val_accurac
         {"epoch": 2, "loss": 0.8, "accuracy": 0.5, "val_loss": 0.9, "val_accuracy": 0.45}]
 
 
+def test_a_signal_while_the_run_finishes_lets_it_finish_and_says_so(tmp_path: Path, write_config,
+                                                                    monkeypatch: pytest.MonkeyPatch):
+    import os
+    import signal
+
+    from dltrain.training import fit as fitting
+    from typer.testing import CliRunner
+
+    from dltrain.cli import app
+
+    finish = fitting.finish
+
+    def signalled(*args: object, **kwargs: object) -> object:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the test split is scored
+        return finish(*args, **kwargs)
+
+    monkeypatch.setattr(fitting, "finish", signalled)
+    result = CliRunner().invoke(app, ["train", str(write_config(SYNTHETIC)), "--output-dir", str(tmp_path / "out"),
+                                      "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "note: SIGINT arrived while the run was finishing; it finished and saved everything\n" in result.stderr
+    (run,) = (tmp_path / "out").iterdir()
+    assert (run / "model.keras").is_file() and (run / "metrics.json").is_file()
+
+
 def test_the_curves_are_drawn_while_the_test_split_is_scored_and_the_test_plots_from_its_outputs(tmp_path: Path):
     from dltrain.report import Drawing
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import signal
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -76,4 +77,7 @@ def fit(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, start: Checkpoi
             if bar is not None:
                 bar.close("finished: test split scored, model and report saved" if result else None)
         result.late_signal = guard.signal_number
+        if guard.signal_number is not None:
+            result.notes.append(f"{signal.Signals(guard.signal_number).name} arrived while the run was finishing; "
+                                "it finished and saved everything")
         return result
