@@ -28,6 +28,8 @@ STATUS_FILE = "status.json"
 # The states a run's status.json can hold. A "running" run whose process is gone reads as "interrupted".
 # "pruned": a sweep's pruner stopped the run early (it is complete up to that epoch).
 STATES = ("running", "finished", "interrupted", "failed", "diverged", "pruned")
+# The states of a run that ended; any other (running, interrupted, or none written yet) can still continue.
+ENDED_STATES = ("finished", "failed", "diverged", "pruned")
 
 
 def create_run(output_dir: Path, name: str) -> Path:

@@ -117,7 +117,7 @@ def _check_cycles(blocks: dict[str, BlockConfig], source: SourceMap) -> None:
 
 class _Expander:
     def __init__(self, blocks: dict[str, BlockConfig], source: SourceMap, references: dict[Path_, str],
-                 inputs: list[str]) -> None:
+                 inputs: list[str], keras_names: set[str]) -> None:
         self.blocks = blocks
         self.source = source
         self.references = references
@@ -130,7 +130,7 @@ class _Expander:
         # Keras's own names (`embedding`) that an unnamed layer a block's $input takes can be given: its class
         # has no other unnamed layer among the model's own, which Keras would name the same, and no layer of
         # the model is called that.
-        self.keras_names: set[str] = set()
+        self.keras_names = keras_names
         # What a layer without `inputs:` takes: a name, an expanded layer's index, or None (several inputs).
         self.previous: str | int | None = inputs[0] if len(inputs) == 1 else None
 
@@ -382,7 +382,7 @@ def _lone_unnamed(specs: list[Any], blocks: dict[str, BlockConfig]) -> set[str]:
     counts: dict[str, int] = {}
     given = set()
     for class_name, kwargs in written:
-        name = (kwargs or {}).get("name")
+        name = kwargs.get("name")
         if isinstance(name, str):
             given.add(name)
         elif class_name not in blocks:
@@ -401,8 +401,7 @@ def expand_blocks(data: dict[str, Any], source: SourceMap, file: Any,
     _check_cycles(blocks, source)
     named = model.get("inputs")
     inputs = [str(n) for n in named] if isinstance(named, dict) and named else ["input"]
-    expander = _Expander(blocks, source, references or {}, inputs)
-    expander.keras_names = _lone_unnamed(model["layers"], blocks)
+    expander = _Expander(blocks, source, references or {}, inputs, _lone_unnamed(model["layers"], blocks))
     expander.expand_list(model["layers"], ("model", "layers"), _Scope())
     expander.check_unused()
     model["layers"] = expander.layers

@@ -21,8 +21,6 @@ from dltrain.sweep.study import Claim
 
 SNAPSHOT_FILE = "sweep.yaml"
 ERROR_FILE = "error.txt"
-# The run states that end a trial; any other (running, interrupted, unknown) is resumed.
-ENDED = ("finished", "pruned", "failed", "diverged")
 
 
 def trial_name(base: str, number: int) -> str:
@@ -164,7 +162,7 @@ def _already_done(run_dir: Path, ctx: TrialContext) -> tuple[Any, Any] | None:
     status = runs.read_status(run_dir) or {}
     # Only a run that says it ended is done: a process killed between writing config.yaml and its first
     # status.json leaves a folder whose state is "unknown", and that trial has yet to train.
-    if info is None or info.state not in ENDED:
+    if info is None or info.state not in runs.ENDED_STATES:
         return None
     if info.state == "pruned":
         return TrialState.PRUNED, status.get("message")
