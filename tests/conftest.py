@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,3 +68,18 @@ def train_text(root: Path, text: str) -> Path:
     result = cli("train", config, "--output-dir", root / "outputs", "--no-progress")
     assert result.exit_code == 0, result.output
     return Path(re.search(r"^run folder: (.+)$", result.stdout, re.M).group(1))
+
+
+def signal_while_finishing(monkeypatch: pytest.MonkeyPatch, signal_number: int) -> None:
+    """Send this process `signal_number` once training is over and the run finishes (test split, saving)."""
+    import os
+
+    from dltrain.training import fit as fitting
+
+    finish = fitting.finish
+
+    def signalled(*args: Any, **kwargs: Any) -> Any:
+        os.kill(os.getpid(), signal_number)
+        return finish(*args, **kwargs)
+
+    monkeypatch.setattr(fitting, "finish", signalled)

@@ -90,21 +90,14 @@ ROWS = [{"epoch": 1, "loss": 1.0, "accuracy": 0.4, "val_loss": 1.1, "val_accurac
 
 def test_a_signal_while_the_run_finishes_lets_it_finish_and_says_so(tmp_path: Path, write_config,
                                                                     monkeypatch: pytest.MonkeyPatch):
-    import os
     import signal
 
-    from dltrain.training import fit as fitting
     from typer.testing import CliRunner
 
+    from conftest import signal_while_finishing
     from dltrain.cli import app
 
-    finish = fitting.finish
-
-    def signalled(*args: object, **kwargs: object) -> object:
-        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the test split is scored
-        return finish(*args, **kwargs)
-
-    monkeypatch.setattr(fitting, "finish", signalled)
+    signal_while_finishing(monkeypatch, signal.SIGINT)  # Ctrl-C while the test split is scored
     result = CliRunner().invoke(app, ["train", str(write_config(SYNTHETIC)), "--output-dir", str(tmp_path / "out"),
                                       "--no-progress"])
     assert result.exit_code == 0, result.output

@@ -480,19 +480,13 @@ def test_a_trial_killed_before_its_first_status_is_trained_by_the_worker_that_ad
 
 def test_a_signal_while_a_trial_finishes_stops_the_worker_before_the_next_trial(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from conftest import signal_while_finishing
     from dltrain.errors import RunInterrupted
     from dltrain.sweep import worker
-    from dltrain.training import fit as fitting
 
     folder = open_only(tmp_path, 2)
-    finish = fitting.finish
-
-    def signalled(*args: object, **kwargs: object) -> object:
-        os.kill(os.getpid(), signal.SIGTERM)  # `dltrain sweep` forwards a SIGTERM while the test split is scored
-        return finish(*args, **kwargs)
-
     with monkeypatch.context() as patch:
-        patch.setattr(fitting, "finish", signalled)
+        signal_while_finishing(patch, signal.SIGTERM)  # `dltrain sweep` forwards it while the test split is scored
         with pytest.raises(RunInterrupted, match=r"^stopped by SIGTERM while trial 0 was finishing; "
                                                  r"it finished \(COMPLETE\)$") as stopped:
             worker.work(folder)
