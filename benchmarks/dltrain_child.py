@@ -56,7 +56,7 @@ def _instrument(record: dict) -> None:
 
     # `dltrain train` scores the test split in one pass (metrics and the outputs its plots need) instead
     # of calling evaluate; wrapped before dltrain.training imports it.
-    from dltrain import scoring
+    from dltrain.training import scoring
 
     score = scoring.score
 
@@ -80,7 +80,7 @@ def main() -> None:
         if args and args[0] in ("train", "evaluate"):
             from dltrain import backend  # noqa: F401  (the same quiet TensorFlow import dltrain does)
             _instrument(record)
-        from dltrain.cli import main as dltrain_main
+        from dltrain.cli.app import main as dltrain_main
 
         dltrain_main()
     except SystemExit as done:

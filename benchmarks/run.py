@@ -214,7 +214,7 @@ def progress_cost(epochs: int, epoch_seconds: float, updates: int) -> float:
 
     from rich.console import Console
 
-    from dltrain.progress import RichProgress
+    from dltrain.training.progress import RichProgress
 
     bar = RichProgress(epochs, updates, console=Console(file=io.StringIO(), force_terminal=True, width=120))
     logs = {"loss": 0.4123, "accuracy": 0.8511}

@@ -17,7 +17,7 @@ from keras_graph import assert_same_graph
 from dltrain.cli import app
 from dltrain.errors import ModelBuildError
 from dltrain.load import load_config
-from dltrain.model import build_model, check
+from dltrain.model.builder import build_model, check
 
 ATTENTION = """\
 name: calls
@@ -127,7 +127,7 @@ def test_imagenet_weights_offline_name_the_file_and_the_folder(write_config, tmp
 
 
 def test_the_schema_knows_blocks_calls_outputs_and_backbones():
-    from dltrain.schema import config_schema
+    from dltrain.model.schema import config_schema
 
     schema = config_schema()
     block = schema["$defs"]["BlockConfig"]

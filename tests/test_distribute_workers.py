@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import ROOT, SYNTHETIC
-from dltrain import runs
+from dltrain.runs import folders as runs
 from dltrain.cli import app
 from dltrain.distribute.cluster import tf_config
 from dltrain.distribute.launch import free_ports

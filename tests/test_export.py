@@ -78,7 +78,7 @@ def exported(runs: dict[str, Path]):
 
 def keras_outputs(run: Path, x: np.ndarray) -> np.ndarray:
     """The Keras model's (first) output."""
-    from dltrain.saved import load_run_model
+    from dltrain.model.saved import load_run_model
 
     outputs = load_run_model(run).predict(x, verbose=0)
     return outputs[0] if isinstance(outputs, list) else outputs

@@ -91,7 +91,7 @@ def test_table_model_exports_with_its_preprocessing(table_run, fmt, quantize):
     if quantize is None:
         assert report["max_abs_diff"] <= 1e-4 and report["top1_agreement"] == 1.0
     from dltrain.export import load_export
-    from dltrain.saved import load_run_model
+    from dltrain.model.saved import load_run_model
 
     runtime = load_export(table_run / "export" / name, load_run_model(table_run))
     # raw rows in: one input per column, the text column as strings

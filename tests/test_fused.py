@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from conftest import SYNTHETIC
 from dltrain.cli import app
-from dltrain.fused import fuse_batch_norm
+from dltrain.training.fused import fuse_batch_norm
 
 runner = CliRunner()
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
@@ -144,7 +144,7 @@ CNN = SYNTHETIC.replace("input_shape: [8]", "input_shape: [6, 6, 1]").replace(
 
 def test_prepare_fuses_only_when_asked_and_check_never(write_config):
     from dltrain.load import load_config
-    from dltrain.model import check
+    from dltrain.model.builder import check
     from dltrain.training.prepare import prepare
 
     config = write_config(CNN)

@@ -19,8 +19,8 @@ from keras_graph import assert_same_graph
 from dltrain.cli import app
 from dltrain.load import load_config
 from dltrain.errors import ConfigError, DltrainError
-from dltrain.model import check
-from dltrain.schema import config_schema
+from dltrain.model.builder import check
+from dltrain.model.schema import config_schema
 
 runner = CliRunner()
 
@@ -182,7 +182,7 @@ def test_lambda_needs_safe_mode_off_and_a_listed_function(custom_module: Path, t
     # a Lambda's bytecode can only be reloaded with safe_mode off, which the run's config says
     assert invoke("evaluate", run, "--trust-code").exit_code == 0
     with pytest.raises(DltrainError, match="cannot load model"):
-        from dltrain.saved import load_model
+        from dltrain.model.saved import load_model
 
         load_model(run / "model.keras")  # without the config: safe_mode on, refused
 

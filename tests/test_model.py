@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import CONFIGS, SYNTHETIC
-from dltrain import registry
+from dltrain.model import registry
 from dltrain.load import load_config
 from dltrain.errors import ConfigError, DltrainError, ModelBuildError
-from dltrain.model import check, layer_rows
+from dltrain.model.builder import check, layer_rows
 
 
 def message(path: Path) -> str:

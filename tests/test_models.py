@@ -12,7 +12,7 @@ from keras import layers
 from conftest import CONFIGS
 from keras_graph import assert_same_graph
 from dltrain.load import load_config
-from dltrain.model import build_model
+from dltrain.model.builder import build_model
 
 HEAD = """\
 name: example

@@ -18,7 +18,8 @@ import yaml
 from typer.testing import CliRunner
 
 from conftest import SYNTHETIC
-from dltrain import history, runs
+from dltrain.runs import history
+from dltrain.runs import folders as runs
 from dltrain.cli import app
 
 runner = CliRunner()
@@ -78,7 +79,7 @@ def second_run(image_run: Path) -> Path:
 def test_run_folder_has_every_file(image_run: Path):
     import keras
 
-    from dltrain.envinfo import config_hash
+    from dltrain.runs.envinfo import config_hash
 
     names = {p.name for p in image_run.iterdir()}
     assert names >= {"config.yaml", "overrides.txt", "env.json", "model.keras", "best.keras", "history.csv",
@@ -334,7 +335,7 @@ def test_resume_keeps_best_keras_tensorboard_and_plots_whole(tmp_path: Path, wri
 
 
 def test_env_json_names_the_git_commit_of_the_configs_repository(tmp_path: Path):
-    from dltrain.envinfo import git_commit
+    from dltrain.runs.envinfo import git_commit
 
     if shutil.which("git") is None:
         pytest.skip("git is not installed")

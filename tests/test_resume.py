@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import ROOT, SYNTHETIC
-from dltrain import runs
+from dltrain.runs import folders as runs
 from dltrain.cli import app
 
 runner = CliRunner()
@@ -283,7 +283,7 @@ def test_diverging_learning_rate_exits_3_and_writes_no_non_finite_file(tmp_path:
 
 
 def test_second_signal_ends_the_process_at_once():
-    from dltrain.guard import Guard, StopRequested
+    from dltrain.training.guard import Guard, StopRequested
 
     guard = Guard()
     before = signal.getsignal(signal.SIGINT)

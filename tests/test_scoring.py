@@ -40,7 +40,7 @@ def _model(outputs: str):
 def test_score_gives_evaluate_and_predict_in_one_pass(outputs):
     import tensorflow as tf
 
-    from dltrain.scoring import score
+    from dltrain.training.scoring import score
 
     x, y = _data()
     model = _model(outputs)
@@ -107,7 +107,7 @@ def test_a_signal_while_the_run_finishes_lets_it_finish_and_says_so(tmp_path: Pa
 
 
 def test_the_curves_are_drawn_while_the_test_split_is_scored_and_the_test_plots_from_its_outputs(tmp_path: Path):
-    from dltrain.report import Drawing
+    from dltrain.training.report import Drawing
 
     splits = _splits()
     drawing = Drawing(tmp_path, ROWS, splits)  # the curves need nothing more
@@ -119,7 +119,7 @@ def test_the_curves_are_drawn_while_the_test_split_is_scored_and_the_test_plots_
 
 
 def test_a_scoring_that_fails_leaves_the_curves_and_no_waiting_thread(tmp_path: Path):
-    from dltrain.report import Drawing
+    from dltrain.training.report import Drawing
 
     drawing = Drawing(tmp_path, ROWS, _splits())
     drawing.cancel()
@@ -131,7 +131,7 @@ def test_pyplot_is_imported_while_the_model_trains():
     import subprocess
     import sys
 
-    code = ("import sys, threading\nfrom dltrain import plots\nassert 'matplotlib.pyplot' not in sys.modules\n"
+    code = ("import sys, threading\nfrom dltrain.runs import plots\nassert 'matplotlib.pyplot' not in sys.modules\n"
             "plots.warm_up()\n[t.join() for t in threading.enumerate() if t.name == 'dltrain-pyplot']\n"
             "import matplotlib\nprint('matplotlib.pyplot' in sys.modules, matplotlib.get_backend())")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -162,7 +162,7 @@ def test_the_runs_test_figures_are_model_evaluate_at_the_training_batch(tmp_path
 
     from dltrain.cli import app
     from dltrain.load import load_config
-    from dltrain.saved import load_run_model
+    from dltrain.model.saved import load_run_model
     from dltrain import data
 
     path = write_config(SYNTHETIC)

@@ -93,7 +93,7 @@ def test_mixed_precision_rejects_unknown_policies(write_config):
 @pytest.mark.parametrize("value, expected", [("auto", False), ("true", True), ("false", False)])
 def test_jit_compile_reaches_keras(write_config, value: str, expected: bool):
     # "auto" is Keras's rule: XLA off on a CPU-only machine (these tests run on CPU), on with a GPU.
-    from dltrain.model import check
+    from dltrain.model.builder import check
 
     model = check(load_config(write_config(SYNTHETIC), [f"training.jit_compile={value}"]))
     assert model.jit_compile is expected
@@ -134,7 +134,7 @@ def test_thread_pools_are_sized_in_a_fresh_process(tmp_path: Path, write_config)
 
 def test_auto_threads_rule_on_the_shipped_configs_and_edges(write_config):
     from conftest import CONFIGS
-    from dltrain import threads
+    from dltrain.training import threads
 
     mlp = load_config(CONFIGS / "fashion_mnist.yaml")
     assert threads.step_multiply_adds(mlp, (28, 28)) == (784 * 128 + 128 * 10) * 32

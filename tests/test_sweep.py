@@ -22,7 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import ROOT, SYNTHETIC
-from dltrain import runs
+from dltrain.runs import folders as runs
 from dltrain.cli import app
 from dltrain.config.yamlsource import read_yaml
 
@@ -367,7 +367,7 @@ def test_check_config_and_explain_know_the_sweep_section(tmp_path: Path):
     line = SWEEP.splitlines().index("  method: random") + 1
     assert re.search(rf'^sweep\.method: "random" +# {re.escape(str(tmp_path / "sweep.yaml"))}:{line}:3$',
                      explained.stdout, re.M), explained.stdout
-    from dltrain.schema import config_schema
+    from dltrain.model.schema import config_schema
 
     import jsonschema
     import yaml
@@ -458,7 +458,7 @@ def open_only(tmp_path: Path, trials: int) -> Path:
 
 def test_a_trial_killed_before_its_first_status_is_trained_by_the_worker_that_adopts_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from dltrain import report
+    from dltrain.training import report
     from dltrain.sweep import worker
 
     folder = open_only(tmp_path, 1)

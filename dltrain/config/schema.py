@@ -66,12 +66,12 @@ class TrainingConfig(Section):
     # and the gain depends on the hardware (benchmarks/README.md has the CPU numbers).
     mixed_precision: Literal[False, "mixed_bfloat16", "mixed_float16"] = False
     # Keras 2's BatchNormalization argument: train each BatchNormalization the fused kernel computes
-    # identically (4-D, channels last, float32) with TensorFlow's FusedBatchNormV3 (dltrain/fused.py); the
+    # identically (4-D, channels last, float32) with TensorFlow's FusedBatchNormV3 (dltrain/training/fused.py); the
     # saved model holds Keras's own layer. Fashion-MNIST CNN: MEASURED; false: Keras's ops.
     fused_batch_norm: bool = True
     # TensorFlow's thread pools (tf.config.threading); null keeps TensorFlow's choice (one per core). "auto"
     # gives a small Dense-only model one thread each, whose ops are too small to split (the MLP on 2 cores:
-    # half the CPU time an epoch), and leaves a conv net every core (dltrain/threads.py has the rule).
+    # half the CPU time an epoch), and leaves a conv net every core (dltrain/training/threads.py has the rule).
     intra_op_parallelism_threads: Threads = "auto"
     inter_op_parallelism_threads: Threads = "auto"
 

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from dltrain import runs
 from dltrain.config import LoadedConfig
-from dltrain.data.feed import FitData
+from dltrain.data import FitData
 from dltrain.distribute import keras_fix
 from dltrain.distribute.cluster import DistributeError
 from dltrain.distribute.plan import Plan

@@ -13,8 +13,8 @@ from dltrain import runs
 from dltrain.errors import first_line
 from dltrain.export.quiet import quiet
 from dltrain.export.runtime import Runtime, match_inputs, version
-from dltrain.export.samples import input_specs, output_names
 from dltrain.export.unsupported import ExportError, by_layer, unsupported
+from dltrain.predict import input_specs, output_names
 
 # Opset 17 (ONNX 1.12) runs in onnxruntime 1.13 and newer; tf2onnx 1.17 converts up to opset 18.
 OPSET = 17

@@ -10,7 +10,8 @@ from typing import Any, Callable
 import numpy as np
 
 from dltrain.errors import DltrainError
-from dltrain.export.samples import Samples, model_feed, output_list
+from dltrain.export.samples import Samples
+from dltrain.predict import model_feed, output_list
 
 # Float exports compute what the model computes: only float rounding may differ. 1e-4 is absolute for
 # probabilities; outputs larger than 1 (regression in dollars) get the same bound relative to their size.

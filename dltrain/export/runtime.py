@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from dltrain.export.samples import model_feed, output_list
 from dltrain.export.unsupported import ExportError
+from dltrain.predict import model_feed, output_list
 
 
 class Runtime:

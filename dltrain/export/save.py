@@ -137,9 +137,9 @@ def export_model(run_dir: Path, fmt: str, out: Path | None = None, *, quantize: 
     against the Keras model on test examples, and write the report beside it; a miss raises ExportMismatch.
 
     `trust_code`: the user's word that the run's custom objects may be imported (dltrain.trust)."""
-    from dltrain.best import BEST_FILE
+    from dltrain.runs import BEST_FILE
     from dltrain.load import load_config
-    from dltrain.saved import load_model
+    from dltrain.model import load_model
 
     source = runs.run_file(run_dir, BEST_FILE if best else runs.MODEL_FILE)  # a missing model is reported first
     _check_format(fmt, quantize)

@@ -9,3 +9,12 @@ driver.py    `dltrain sweep`: the sweep folder, the workers, the live view, the 
 board.py     leaderboard.csv and Optuna's plots
 live.py      the Rich live display
 """
+
+from dltrain import lazy_face
+
+__getattr__ = lazy_face(__name__, {
+    "open_sweep": "driver", "run_sweep": "driver:run", "Sweep": "driver", "SweepResult": "driver",
+    "check_space": "space", "Space": "space", "check_builds": "checks", "check_sweep": "checks",
+})
+
+__all__ = ["Space", "Sweep", "SweepResult", "check_builds", "check_space", "check_sweep", "open_sweep", "run_sweep"]

@@ -81,7 +81,7 @@ def write_plots(study: Any, folder: Path) -> tuple[list[Path], list[str]]:
     on those it could not draw (importances need two finished trials)."""
     from optuna.visualization import matplotlib as optuna_plots
 
-    from dltrain.plots import pyplot, save_figure
+    from dltrain.runs import pyplot, save_figure
 
     pyplot()  # the Agg backend before Optuna touches pyplot
     written, notes = [], []

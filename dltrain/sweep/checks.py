@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dltrain.config import LoadedConfig, did_you_mean
-from dltrain.config.references import get_path
+from dltrain.config import LoadedConfig, did_you_mean, get_path
 from dltrain.errors import ConfigError, DltrainError
 from dltrain.sweep.space import Space, check_space, located, value_text, variant
 from dltrain.sweep.study import check_method
@@ -53,8 +52,8 @@ def logged_metrics(loaded: LoadedConfig) -> list[str]:
     """The names fit logs each epoch for this config: loss and metrics, and their val_ twins when the data
     has a validation split. Asked of the compiled model on two training examples."""
     from dltrain import data
-    from dltrain.data.feed import targets
-    from dltrain.training.prepare import prepare
+    from dltrain.data import targets
+    from dltrain.training import prepare
 
     prepared = prepare(loaded)  # what train does first: data, model, loss checked on two examples
     train = prepared.splits.train

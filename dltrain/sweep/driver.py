@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dltrain import registry, runs
-from dltrain.config import LoadedConfig
-from dltrain.config.references import get_path
+from dltrain import runs
+from dltrain.config import LoadedConfig, get_path
 from dltrain.errors import RunInterrupted
+from dltrain.model import import_folders
 from dltrain.sweep import board
 from dltrain.sweep.checks import check_metric, check_sweep
 from dltrain.sweep.space import Space
@@ -143,7 +143,7 @@ def _write_folder(folder: Path, loaded: LoadedConfig) -> None:
     runs.atomic_write_yaml(folder / SNAPSHOT_FILE, snapshot(loaded))
     if loaded.config.custom_objects:  # trials import them from where this process did
         runs.atomic_write_text(folder / runs.PYTHONPATH_FILE,
-                               "".join(f + "\n" for f in registry.import_folders(loaded)))
+                               "".join(f + "\n" for f in import_folders(loaded)))
 
 
 def open_sweep(config: Path, overrides: list[str], *, output_dir: Path, resume_dir: Path | None = None,
@@ -204,7 +204,7 @@ def resume(loaded: LoadedConfig, folder: Path, *, force: bool = False) -> Sweep:
 
 
 def _read_snapshot(folder: Path) -> dict[str, Any]:
-    from dltrain.config.yamlsource import read_yaml
+    from dltrain.config import read_yaml
 
     data, _ = read_yaml(folder / SNAPSHOT_FILE)
     return data

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from dltrain.config import Config, LoadedConfig, Section, SweepParameter, apply_override, did_you_mean, \
     parse_key_path, validate
-from dltrain.config.yamlsource import Path_, SourceMap, dotted, parse_yaml
+from dltrain.config import Path_, SourceMap, dotted, parse_yaml
 from dltrain.errors import ConfigError, DltrainError
 
 PARAMETERS: Path_ = ("sweep", "parameters")

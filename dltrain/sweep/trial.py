@@ -13,11 +13,13 @@ from typing import Any, Callable
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 
-from dltrain import history, report, runs
+from dltrain import runs
 from dltrain.config import LoadedConfig
 from dltrain.errors import DltrainError, RunDiverged, RunInterrupted, first_line
+from dltrain.runs import read_history, read_metrics
 from dltrain.sweep.space import Space, overrides
 from dltrain.sweep.study import Claim
+from dltrain.training import OVERRIDES_FILE
 
 SNAPSHOT_FILE = "sweep.yaml"
 ERROR_FILE = "error.txt"
@@ -168,13 +170,13 @@ def _already_done(run_dir: Path, ctx: TrialContext) -> tuple[Any, Any] | None:
         return TrialState.PRUNED, status.get("message")
     if info.state in ("failed", "diverged"):
         return TrialState.FAIL, status.get("message") or info.state
-    return _outcome(history.read_metrics(run_dir), ctx.metric)
+    return _outcome(read_metrics(run_dir), ctx.metric)
 
 
 def _report_history(ctx: TrialContext, trial: Any, trial_id: int, run_dir: Path) -> None:
     """Report the epochs a killed trial finished but did not report (it died between checkpoint and report)."""
     reported = ctx.storage.get_trial(trial_id).intermediate_values
-    for row in history.read_history(run_dir):
+    for row in read_history(run_dir):
         step, value = int(row.get("epoch", 0)), row.get(ctx.metric)
         if step and step not in reported and value is not None and math.isfinite(value):
             trial.report(value, step)
@@ -186,7 +188,7 @@ def _failed_run(ctx: TrialContext, name: str, loaded: LoadedConfig | None, trial
     run_dir = find_run(ctx.sweep_dir, name)
     if run_dir is None:  # the trial failed before training made a folder (or training removed it)
         run_dir = runs.create_run(ctx.sweep_dir, name)
-        runs.atomic_write_text(run_dir / report.OVERRIDES_FILE, "".join(f"{o}\n" for o in trial_overrides))
+        runs.atomic_write_text(run_dir / OVERRIDES_FILE, "".join(f"{o}\n" for o in trial_overrides))
         if loaded is not None:
             runs.atomic_write_yaml(run_dir / runs.CONFIG_FILE, loaded.resolved())
     if not diverged:  # a diverged run's status.json already says so

@@ -5,11 +5,23 @@
   finish    test, save, metrics.json, report
   resume    continue from the last checkpoint
   evaluate  score a saved model outside training
+  report    what a run records besides checkpoints: overrides, env, summary, TensorBoard, best.keras, plots
+  what runs inside fit: guard (signals, non-finite loss), progress (Rich bars), threads (TensorFlow's pools),
+  fused (the fused batch-norm kernel), scoring (one pass over the test split)
+
+Importing this face imports TensorFlow: the CLI imports it inside the commands that train.
 """
 
 from dltrain.training.evaluate import evaluate
+from dltrain.training.fused import fuse_batch_norm
+from dltrain.training.guard import Guard, StopRequested
+from dltrain.training.prepare import Prepared, prepare
+from dltrain.training.progress import RichProgress
+from dltrain.training.report import OVERRIDES_FILE, Drawing, redraw
 from dltrain.training.result import TrainingError, TrainResult
 from dltrain.training.resume import resume
+from dltrain.training.scoring import score
 from dltrain.training.train import train
 
-__all__ = ["TrainResult", "TrainingError", "evaluate", "resume", "train"]
+__all__ = ["OVERRIDES_FILE", "Drawing", "Guard", "Prepared", "RichProgress", "StopRequested", "TrainResult",
+           "TrainingError", "evaluate", "fuse_batch_norm", "prepare", "redraw", "resume", "score", "train"]

@@ -11,12 +11,13 @@ from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 import numpy as np
 
-from dltrain import checkpoint, data, report, runs
-from dltrain.checkpoint import EpochRecorder, NonFiniteWeights
+from dltrain import data, runs
 from dltrain.config import LoadedConfig
-from dltrain.distribute.strategy import lost_worker
+from dltrain.distribute import lost_worker
 from dltrain.errors import RunDiverged, RunInterrupted, first_line
-from dltrain.guard import NonFiniteLoss, StopRequested
+from dltrain.runs import CHECKPOINT_FILE, EpochRecorder, NonFiniteWeights, load_checkpoint, restore_checkpoint
+from dltrain.training import report
+from dltrain.training.guard import NonFiniteLoss, StopRequested
 from dltrain.training.prepare import Prepared
 from dltrain.training.result import TrainingError
 
@@ -72,13 +73,13 @@ def _diverged(model: keras.Model, run_dir: Path, recorder: EpochRecorder, error:
     if isinstance(error, NonFiniteLoss):
         # No step number: with steps_per_execution > 1 Keras reports only the end of a group of steps.
         message = f"training diverged: the loss became {error.value} in epoch {error.epoch + 1}"
-    last = checkpoint.load(run_dir)
+    last = load_checkpoint(run_dir)
     if last is None:
         kept = "no epoch finished, so no model was saved"
     else:
-        checkpoint.restore(model, last)
+        restore_checkpoint(model, last)
         runs.save_model(model, run_dir / runs.MODEL_FILE)
-        kept = f"model.keras and {checkpoint.CHECKPOINT_FILE} hold the last finite weights (after epoch {last.epoch})"
+        kept = f"model.keras and {CHECKPOINT_FILE} hold the last finite weights (after epoch {last.epoch})"
     runs.write_status(run_dir, "diverged", epoch=len(recorder.rows), epochs=recorder.epochs, message=message)
     return RunDiverged(f"{message}; {kept}", hint="lower optimizer's learning_rate, or clip gradients "
                                                    "(clipnorm) in the optimizer's arguments")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dltrain import data, runs, threads
-from dltrain.data.feed import evaluation_dataset
+from dltrain import data, runs
+from dltrain.data import evaluation_dataset
 from dltrain.errors import DltrainError
 from dltrain.load import load_config
-from dltrain.saved import load_model
+from dltrain.model import load_model
+from dltrain.training import threads
 from dltrain.training.result import TrainingError
 from dltrain.trust import require_trust
 

@@ -8,12 +8,13 @@ from typing import Any, Callable
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 
-from dltrain import report, runs
-from dltrain.checkpoint import EpochRecorder
+from dltrain import runs
 from dltrain.config import LoadedConfig
-from dltrain.scoring import score
+from dltrain.runs import EpochRecorder
+from dltrain.training import report
 from dltrain.training.prepare import Prepared
 from dltrain.training.result import TrainResult
+from dltrain.training.scoring import score
 
 
 def finish(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, test_ds: Any, recorder: EpochRecorder,

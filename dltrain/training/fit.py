@@ -12,16 +12,17 @@ from typing import Any, Sequence
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 
-from dltrain import checkpoint, plots, report, runs
-from dltrain.checkpoint import Checkpoint, EpochRecorder
+from dltrain import runs
 from dltrain.config import LoadedConfig
-from dltrain.data.feed import fit_datasets
+from dltrain.data import fit_datasets
 from dltrain.errors import DltrainError
-from dltrain.guard import Guard
-from dltrain.progress import RichProgress
+from dltrain.runs import Checkpoint, EpochRecorder, warm_up, write_history
+from dltrain.training import report
 from dltrain.training.endings import ended
 from dltrain.training.finish import finish
+from dltrain.training.guard import Guard
 from dltrain.training.prepare import Prepared
+from dltrain.training.progress import RichProgress
 from dltrain.training.result import TrainResult
 
 
@@ -37,7 +38,7 @@ def fit(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, start: Checkpoi
 
     history = start.history if start else []
     recorder = EpochRecorder(run_dir, loaded.resolved(), epochs, history)
-    checkpoint.write_history(run_dir / runs.HISTORY_FILE, history)  # drop rows of epochs not checkpointed
+    write_history(run_dir / runs.HISTORY_FILE, history)  # drop rows of epochs not checkpointed
     guard = Guard()
     try:
         extras = report.RunExtras(loaded, run_dir, history, prepared.callbacks, splits.val is not None,
@@ -55,7 +56,7 @@ def fit(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, start: Checkpoi
         every.append(bar)
     initial_epoch = start.epoch if start else 0
     runs.write_status(run_dir, "running", epoch=initial_epoch, epochs=epochs)
-    plots.warm_up()  # the report after the last epoch needs pyplot; its import overlaps the training
+    warm_up()  # the report after the last epoch needs pyplot; its import overlaps the training
     with guard.handling_signals():
         try:
             model.fit(datasets.train, validation_data=datasets.validation, epochs=epochs, initial_epoch=initial_epoch,

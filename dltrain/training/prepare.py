@@ -10,15 +10,15 @@ from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 import numpy as np
 
-from dltrain import data, threads, tracking
-from dltrain.compiling import build_augmentation, build_callbacks, compile_model, dtype_policy
+from dltrain import data
 from dltrain.config import LoadedConfig
-from dltrain.data.feed import augment_batch, targets
-from dltrain.distribute.plan import plan as plan_distribution
-from dltrain.distribute.strategy import Distribution, start as start_distribution
+from dltrain.data import augment_batch, targets
+from dltrain.distribute import Distribution, plan as plan_distribution, start as start_distribution
 from dltrain.errors import ModelBuildError, first_line
-from dltrain.fused import fuse_batch_norm
-from dltrain.model import build_model
+from dltrain.model import build_augmentation, build_callbacks, build_model, compile_model, dtype_policy
+from dltrain.runs import check_tracking_installed
+from dltrain.training import threads
+from dltrain.training.fused import fuse_batch_norm
 from dltrain.training.result import TrainingError
 from dltrain.trust import require_trust
 
@@ -39,7 +39,7 @@ def prepare(loaded: LoadedConfig) -> Prepared:
     """Seed, load the data, build and compile the model, and check the loss on two examples."""
     config = loaded.config
     require_trust(loaded)  # before the data is read: the model could not be built anyway
-    tracking.check_installed(loaded)
+    check_tracking_installed(loaded)
     planned = plan_distribution(loaded)  # a malformed TF_CONFIG is reported before any server starts
     with loaded.located():
         shape = data.describe(config.dataset).input_shape

@@ -9,12 +9,14 @@ from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 import yaml
 
-from dltrain import checkpoint, report, runs
+from dltrain import runs
 from dltrain.config import LoadedConfig
-from dltrain.data.sources import same_test_split
-from dltrain.distribute.plan import check_run_folder
+from dltrain.data import same_test_split
+from dltrain.distribute import check_run_folder
 from dltrain.errors import RunError
 from dltrain.load import load_config
+from dltrain.runs import load_checkpoint, restore_checkpoint
+from dltrain.training import report
 from dltrain.training.fit import fit
 from dltrain.training.prepare import prepare
 from dltrain.training.result import TrainResult
@@ -35,7 +37,7 @@ def resume(run_dir: Path, loaded: LoadedConfig | None = None, *, force: bool = F
     if info is not None and info.state == "running":
         raise RunError(f"'{run_dir}' is still being trained (process {status.get('pid')})",
                        hint="stop that process first (Ctrl-C), then resume")
-    last = checkpoint.load(run_dir)
+    last = load_checkpoint(run_dir)
     notes = list(last.notes) if last else []
     started_with = last.config if last else yaml.safe_load(config_file.read_text())
     started_with.pop("sweep", None)  # written by runs from before train dropped it
@@ -66,7 +68,7 @@ def resume(run_dir: Path, loaded: LoadedConfig | None = None, *, force: bool = F
     distribution = prepared.distribution
     if last is not None:
         with distribution.scope():  # the optimizer's variables are created here, mirrored like the model's
-            checkpoint.restore(prepared.model, last)
+            restore_checkpoint(prepared.model, last)
     if distribution.is_chief:
         if changes:
             runs.atomic_write_yaml(config_file, loaded.resolved())

@@ -8,8 +8,10 @@ from typing import Sequence
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 
-from dltrain import registry, report, runs
+from dltrain import runs
 from dltrain.config import LoadedConfig
+from dltrain.model import custom_folders
+from dltrain.training import report
 from dltrain.training.fit import fit
 from dltrain.training.prepare import prepare
 from dltrain.training.result import TrainResult
@@ -30,6 +32,6 @@ def train(loaded: LoadedConfig, output_dir: Path = Path("outputs"), *, progress:
         runs.atomic_write_json(run_dir / runs.DATASET_FILE, prepared.splits.info.to_json())
         if loaded.config.custom_objects:
             runs.atomic_write_text(run_dir / runs.PYTHONPATH_FILE,
-                                   "".join(f + "\n" for f in registry.custom_folders(loaded)))
+                                   "".join(f + "\n" for f in custom_folders(loaded)))
         report.write_start(run_dir, loaded, prepared.model, distribution.describe())
         return distribution.finished(fit(loaded, prepared, run_dir, None, progress=progress, callbacks=callbacks))

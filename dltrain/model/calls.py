@@ -11,9 +11,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from dltrain.config import LoadedConfig, did_you_mean
-from dltrain.config.graph import split_output
-from dltrain.config.yamlsource import Path_
+from dltrain.config import LoadedConfig, Path_, did_you_mean, split_output
 from dltrain.errors import ConfigError, ModelBuildError, first_line
 
 _TENSOR_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)

@@ -13,8 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
+from dltrain.config import to_yaml
 from dltrain.errors import RunError
-from dltrain.config.yamlsource import to_yaml
 
 CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.keras"
@@ -215,7 +215,7 @@ _ABSENT = object()
 
 def changed_keys(old: Any, new: Any, path: tuple[str | int, ...] = ()) -> list[tuple[str, Any, Any]]:
     """The dotted keys whose values differ between two configs, with the old and the new value."""
-    from dltrain.config.yamlsource import dotted
+    from dltrain.config import dotted
 
     if isinstance(old, dict) and isinstance(new, dict):
         found = []

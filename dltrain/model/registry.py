@@ -14,11 +14,10 @@ from typing import Any
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras  # noqa: E402
 
-from dltrain.config import LoadedConfig, did_you_mean, split_spec
+from dltrain.config import LoadedConfig, Path_, did_you_mean, split_spec
 from dltrain.errors import ConfigError, first_line
 from dltrain.runs import PYTHONPATH_FILE
 from dltrain.trust import require_trust
-from dltrain.config.yamlsource import Path_
 
 _MODULES: dict[str, ModuleType] = {
     "layer": keras.layers,

@@ -7,10 +7,11 @@ from pathlib import Path
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 
-from dltrain import registry, runs
+from dltrain import runs
 from dltrain.config import LoadedConfig
 from dltrain.errors import DltrainError, first_line
 from dltrain.load import load_config
+from dltrain.model import registry
 from dltrain.trust import require_trust
 
 

@@ -11,10 +11,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-# What the commands share lives in clikit; the names below are the ones the commands were written with.
-from dltrain.clikit import SetOption, TrustOption, err, errors_to_exit as _errors_to_exit, out, \
+# What the commands share lives in kit.py; the names below are the ones the commands were written with.
+from dltrain.cli.kit import SetOption, TrustOption, err, errors_to_exit as _errors_to_exit, out, \
     print_table as _print_table
-from dltrain.sweepcli import sweep
+from dltrain.cli.sweep import sweep
 
 app = typer.Typer(
     name="dltrain",
@@ -89,7 +89,7 @@ def resume(
 def _run_workers(arguments: list[str], count: int, *, force: bool, trust_code: bool, progress: bool) -> None:
     """Run the command as `count` local workers of one cluster, each with the options train and resume share;
     exit with the first non-zero status."""
-    from dltrain.distribute.launch import run_workers
+    from dltrain.distribute import run_workers
 
     arguments = [*arguments, *(["--force"] if force else []), *(["--trust-code"] if trust_code else []),
                  "--progress" if progress else "--no-progress"]
@@ -190,8 +190,8 @@ def check(
 
     loaded = load_config(config, set_ or [], trust_code=trust_code)
     from dltrain.model import check as build_and_check, layer_rows, trainable_count
-    from dltrain.sweep.checks import check_builds
-    from dltrain.sweep.space import check_space
+    from dltrain.sweep import check_builds
+    from dltrain.sweep import check_space
 
     space = check_space(loaded) if loaded.config.sweep is not None else None  # its keys and values first
     model = build_and_check(loaded)
@@ -223,11 +223,11 @@ def config_(
 
     loaded = load_config(config, set_ or [])
     if not explain:
-        from dltrain.config.yamlsource import to_yaml
+        from dltrain.config import to_yaml
 
         out.print(to_yaml(loaded.resolved()), markup=False, highlight=False, soft_wrap=True, end="")
         return
-    from dltrain.config.explain import origins
+    from dltrain.config import origins
 
     rows = [(f"{o.key}: {json.dumps(o.value)}", o.source) for o in origins(loaded)]
     width = max(len(text) for text, _ in rows)
@@ -241,7 +241,7 @@ def schema(
     out_path: Optional[Path] = typer.Option(None, "--out", help="Write to this file instead of printing."),
 ) -> None:
     """Write the JSON Schema of dltrain configs, for editor completion and checks (see the README)."""
-    from dltrain.schema import config_schema
+    from dltrain.model import config_schema
 
     text = json.dumps(config_schema(), indent=1) + "\n"
     if out_path is None:
@@ -265,7 +265,7 @@ def list_runs(
     as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON."),
 ) -> None:
     """List the runs in OUTPUT_DIR: status, epochs, best validation and test metric, training time."""
-    from dltrain.overview import duration, run_summaries
+    from dltrain.runs import duration, run_summaries
 
     found = run_summaries(output_dir, sort=sort, filters=filters or [])
     if as_json:
@@ -308,7 +308,7 @@ def compare(
                                              help="Also write one PNG with the runs' validation curves overlaid."),
 ) -> None:
     """Show the config keys that differ between runs, and their metrics side by side."""
-    from dltrain.compare import compare as compare_runs, plot
+    from dltrain.runs import compare as compare_runs, plot_comparison as plot
 
     found = compare_runs(run_dirs)
     names = [s.name for s in found.runs]
@@ -349,7 +349,12 @@ def predict(
     """Predict with a trained run: top-k classes with probabilities for classifiers, else the outputs."""
     from dltrain.predict import format_top, predict as run_predict
 
-    found = run_predict(run_dir, inputs, best=best, model_path=model, trust_code=trust_code)
+    if model is None:
+        found = run_predict(run_dir, inputs, best=best, trust_code=trust_code)
+    else:
+        from dltrain.export import predict_export
+
+        found = predict_export(run_dir, inputs, model, best=best, trust_code=trust_code)
     for note in found.notes:
         err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     if out_path is not None:
@@ -387,7 +392,7 @@ def plot(
 
     Learning curves from history.csv; for a finished classifier also the confusion matrix and the
     misclassified test examples."""
-    from dltrain.report import redraw
+    from dltrain.training import redraw
 
     written = redraw(run_dir, test_plots=not curves_only, trust_code=trust_code)
     if not written:

@@ -24,8 +24,8 @@ import numpy as np
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 
-from dltrain import runs
 from dltrain.errors import RunError
+from dltrain.runs import folders as runs
 
 CHECKPOINT_FILE = "checkpoint.npz"
 PREVIOUS_FILE = "checkpoint.previous.npz"

@@ -16,7 +16,7 @@ import numpy as np
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 
-from dltrain import history, runs
+from dltrain.runs import folders as runs, history
 
 BEST_FILE = "best.keras"
 

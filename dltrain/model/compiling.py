@@ -9,8 +9,8 @@ from typing import Any, Iterator
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 
-from dltrain import registry
 from dltrain.config import LoadedConfig
+from dltrain.model import registry
 
 
 def per_output(loaded: LoadedConfig, value: Any) -> bool:

@@ -19,11 +19,10 @@ import keras
 from keras.src.backend import config as keras_config
 from keras.src.utils import file_utils  # the module through which keras.applications fetch weights
 
-from dltrain import registry
-from dltrain.config import LoadedConfig, did_you_mean
-from dltrain.config.yamlsource import Path_
-from dltrain.data.builtins import OFFLINE_ENV
+from dltrain.config import LoadedConfig, Path_, did_you_mean
+from dltrain.data import OFFLINE_ENV
 from dltrain.errors import ConfigError, ModelBuildError, first_line
+from dltrain.model import registry
 
 # Arguments of the functions that a config does not give, and why.
 _REFUSED = {"input_tensor": "a backbone takes the layer before it, or the layer its `inputs:` names"}

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from dltrain import runs
+from dltrain.runs import folders as runs
 
 # Columns of history.csv that are not metrics.
 BOOKKEEPING = ("epoch", "seconds", "learning_rate")

@@ -15,13 +15,13 @@ from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 import numpy as np
 
-from dltrain import data, envinfo, plots, runs, tracking
-from dltrain.best import BestModel, monitored
+from dltrain import data, runs
 from dltrain.config import LoadedConfig
 from dltrain.errors import first_line
 from dltrain.load import load_config
+from dltrain.model import load_model
 from dltrain.predict import class_probabilities
-from dltrain.saved import load_model
+from dltrain.runs import BestModel, MlflowTracker, draw_curves, monitored, record_env, tracking_settings
 from dltrain.trust import require_trust
 
 OVERRIDES_FILE = "overrides.txt"
@@ -50,13 +50,13 @@ def write_start(run_dir: Path, loaded: LoadedConfig, model: keras.Model,
                 distribute: dict[str, Any] | None = None) -> None:
     """overrides.txt (the --set lines), env.json (with the `distribute` strategy used) and summary.txt of a new run."""
     runs.atomic_write_text(run_dir / OVERRIDES_FILE, "".join(line + "\n" for line in loaded.overrides))
-    envinfo.record(run_dir, loaded.resolved(), loaded.path, distribute=distribute)
+    record_env(run_dir, loaded.resolved(), loaded.path, distribute=distribute)
     runs.atomic_write_text(run_dir / SUMMARY_FILE, model_summary(model))
 
 
 def write_resume(run_dir: Path, loaded: LoadedConfig, changed: bool, distribute: dict[str, Any] | None = None) -> None:
     """A resume adds its environment to env.json, and its --set lines to overrides.txt when they changed the run."""
-    envinfo.record(run_dir, loaded.resolved(), loaded.path, resumed=True, distribute=distribute)
+    record_env(run_dir, loaded.resolved(), loaded.path, resumed=True, distribute=distribute)
     if changed and loaded.overrides:
         path = run_dir / OVERRIDES_FILE
         before = path.read_text() if path.is_file() else ""
@@ -82,8 +82,8 @@ class RunExtras:
                 self.tensorboard = keras.callbacks.TensorBoard(str(run_dir / TENSORBOARD_DIR), write_graph=True)
         monitor, mode = monitored(user_callbacks, has_validation)
         self.best = BestModel(run_dir, monitor, mode, past)
-        settings = tracking.settings(loaded) if tracked else None  # one MLflow run: the chief's
-        self.tracker = tracking.MlflowTracker(settings, run_dir, loaded.resolved()) if settings else None
+        settings = tracking_settings(loaded) if tracked else None  # one MLflow run: the chief's
+        self.tracker = MlflowTracker(settings, run_dir, loaded.resolved()) if settings else None
 
     def callbacks(self) -> list[keras.callbacks.Callback]:
         """TensorBoard, best.keras and MLflow, those that are on."""
@@ -127,7 +127,7 @@ class Drawing:
 
     def _draw(self, rows: list[dict[str, float]], splits: data.Splits) -> None:
         try:
-            self.written = plots.draw_curves(self.run_dir, rows)
+            self.written = draw_curves(self.run_dir, rows)
         except Exception as error:  # a plot must never cost the user a trained run
             self.error = error
         given = self._outputs.get()
@@ -172,7 +172,7 @@ def draw_test_plots(run_dir: Path, splits: data.Splits, outputs: Any) -> list[Pa
         x = test.x
     else:  # named features (table columns) and texts are not pictures: only the confusion matrix
         x = np.empty((len(labels), 0))
-    return plots.draw_test_plots(run_dir, x, np.asarray(labels), probabilities, names)
+    return runs.draw_test_plots(run_dir, x, np.asarray(labels), probabilities, names)
 
 
 class _Decoded:
@@ -195,7 +195,7 @@ def redraw(run_dir: Path, *, test_plots: bool = True, trust_code: bool = False) 
     if test_plots and info is not None and info.state != "running" and (run_dir / runs.MODEL_FILE).is_file():
         loaded = load_config(config_file, trust_code=trust_code)
         require_trust(loaded)  # before anything is drawn: the command would stop half-way
-    written = plots.draw_curves(run_dir)
+    written = draw_curves(run_dir)
     if loaded is not None:
         splits = data.load(loaded.config.dataset, loaded.config.seed)
         model = load_model(run_dir / runs.MODEL_FILE, loaded)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from dltrain import history, runs
+from dltrain.runs import folders as runs, history
 
 PLOTS_DIR = "plots"
 CONFUSION_FILE = "confusion_matrix.png"

@@ -8,11 +8,12 @@ from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 import numpy as np
 
-from dltrain import backbones, data, registry
-from dltrain.calls import Graph, call_layer
-from dltrain.compiling import build_augmentation, build_callbacks, compile_model
+from dltrain import data
 from dltrain.config import LoadedConfig, split_spec
 from dltrain.errors import ConfigError
+from dltrain.model import backbones, registry
+from dltrain.model.calls import Graph, call_layer
+from dltrain.model.compiling import build_augmentation, build_callbacks, compile_model
 from dltrain.trust import require_trust
 
 

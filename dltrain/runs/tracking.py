@@ -16,9 +16,9 @@ from typing import Any
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 
-from dltrain import runs
 from dltrain.config import LoadedConfig, MlflowConfig
 from dltrain.errors import RunError, first_line
+from dltrain.runs import folders as runs
 
 MLFLOW_FILE = "mlflow.json"
 # MLflow refuses longer parameter values (6000 characters) and bigger batches (100 params per call).

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dltrain import overview, runs
 from dltrain.errors import RunError
+from dltrain.runs import folders as runs, overview
 
 
 @dataclass
@@ -73,6 +73,6 @@ def compare(run_dirs: list[Path]) -> Comparison:
 
 def plot(comparison: Comparison, out: Path) -> Path:
     """One PNG with the runs' validation curves overlaid."""
-    from dltrain import plots
+    from dltrain.runs import plots
 
     return plots.draw_comparison([(s.name, s.rows) for s in comparison.runs], out)

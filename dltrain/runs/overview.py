@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dltrain import history, runs
 from dltrain.errors import ConfigError, DltrainError, RunError
+from dltrain.runs import folders as runs, history
 
 SORT_KEYS = ("date", "name", "status", "epochs", "val", "test", "duration")
 
@@ -44,7 +44,7 @@ class RunSummary:
 
 def read_config(run_dir: Path) -> dict[str, Any] | None:
     """A run's config.yaml as plain data (read with dltrain's safe YAML reader), or None."""
-    from dltrain.config.yamlsource import read_yaml
+    from dltrain.config import read_yaml
 
     try:
         found, _ = read_yaml(run_dir / runs.CONFIG_FILE)
@@ -68,7 +68,7 @@ def summarize(info: runs.RunInfo) -> RunSummary:
 
 
 def _get(config: dict[str, Any] | None, key: str) -> tuple[bool, Any]:
-    from dltrain.config.references import get_path, parse_ref
+    from dltrain.config import get_path, parse_ref
 
     path = parse_ref(key)
     if path is None:

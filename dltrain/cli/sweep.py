@@ -1,4 +1,4 @@
-"""`dltrain sweep`: its arguments, the sweep started or resumed, its results shown (cli.py registers it)."""
+"""`dltrain sweep`: its arguments, the sweep started or resumed, its results shown (app.py registers it)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from dltrain.clikit import SetOption, TrustOption, err, errors_to_exit, out, print_table
+from dltrain.cli.kit import SetOption, TrustOption, err, errors_to_exit, out, print_table
 
 
 @errors_to_exit
@@ -25,14 +25,14 @@ def sweep(
     trust_code: bool = TrustOption,
 ) -> None:
     """Run a study of many trials of a config (its sweep: section); each trial is an ordinary run folder."""
-    from dltrain.sweep import driver
+    from dltrain.sweep import open_sweep, run_sweep
 
-    found = driver.open_sweep(config, set_ or [], output_dir=output_dir, resume_dir=resume_dir, trials=trials,
+    found = open_sweep(config, set_ or [], output_dir=output_dir, resume_dir=resume_dir, trials=trials,
                               force=force, trust_code=trust_code)
     out.print(f"sweep folder: {found.path}", markup=False, highlight=False, soft_wrap=True)
     for note in found.notes:
         err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
-    result = driver.run(found, workers=workers, progress=progress)
+    result = run_sweep(found, workers=workers, progress=progress)
     for note in result.notes:
         err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     table = Table(*result.columns(), title=result.title)
