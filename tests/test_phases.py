@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import signal
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,8 @@ import pytest
 from conftest import SYNTHETIC, cli, train_text
 
 # Two phases: the head alone on a frozen body, then everything at a lower rate with a new optimizer.
-PHASED = SYNTHETIC.replace("    - Dense: {units: 16, activation: relu}", "    - Dense: {units: 16, activation: relu, name: body}") \
-    .replace("    - Dense: {units: 3, activation: softmax}", "    - Dense: {units: 3, activation: softmax, name: head}") \
+PHASED = SYNTHETIC.replace("{units: 16, activation: relu}", "{units: 16, activation: relu, name: body}") \
+    .replace("{units: 3, activation: softmax}", "{units: 3, activation: softmax, name: head}") \
     .replace("  epochs: 2\n", "") + """\
   phases:
     - {epochs: 2, trainable: {body: false}}
@@ -30,7 +29,7 @@ def error_line(result) -> str:
     return result.stderr.strip()
 
 
-# --- the config, without TensorFlow ---------------------------------------------------------------------------
+# --- the config (these tests import no TensorFlow) -----------------------------------------------------------------
 
 def test_phases_config_mistakes_point_at_their_line(write_config):
     both = write_config(PHASED.replace("  batch_size: 32\n", "  batch_size: 32\n  epochs: 4\n"))
@@ -62,7 +61,6 @@ def test_phases_resolve_with_set_and_explain(write_config):
                for line in lines), lines
     assert any(line.startswith("training.phases[1].trainable.*: true ") and line.endswith(f"# {config}:24:19")
                for line in lines), lines
-    assert "tensorflow" not in sys.modules
 
 
 def test_class_weight_config_mistakes(write_config):
@@ -73,29 +71,9 @@ def test_class_weight_config_mistakes(write_config):
     negative = write_config(SYNTHETIC.replace("  epochs: 2\n", "  epochs: 2\n  class_weight: {0: -1}\n"), "neg.yaml")
     assert error_line(cli("config", negative)) == (
         f"error: {negative}:21:18: training.class_weight.0: expected a class weight >= 0, got -1")
-    assert "tensorflow" not in sys.modules
 
 
-# --- a tiny two-phase run --------------------------------------------------------------------------------------
-
-class Probe:
-    """Records, at the start of every epoch, what training will update: trainable weights and the optimizer."""
-
-    def __new__(cls):
-        import keras
-
-        class _Probe(keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.seen: list[tuple[int, list[str], str, float]] = []
-
-            def on_epoch_begin(self, epoch, logs=None):
-                optimizer = self.model.optimizer
-                self.seen.append((epoch + 1, [w.path for w in self.model.trainable_weights],
-                                  type(optimizer).__name__, round(float(optimizer.learning_rate.numpy()), 6)))
-
-        return _Probe()
-
+# --- a tiny two-phase run ------------------------------------------------------------------------------------------
 
 # Phase 1's EarlyStopping ends it after its second epoch (no epoch improves the loss by 10); phase 2 still runs.
 STOPPING = PHASED.replace("    - {epochs: 2, trainable: {body: false}}\n", """\
@@ -111,15 +89,25 @@ def phased_run(tmp_path_factory: pytest.TempPathFactory):
     from dltrain.load import load_config
     from dltrain.training import train
 
+    import keras
+
     root = tmp_path_factory.mktemp("phased")
     (root / "config.yaml").write_text(STOPPING)
-    probe = Probe()
+    seen, body = [], []
+
+    def record(epoch: int, logs=None) -> None:  # what this epoch will train, and the body's kernel before it
+        model, optimizer = probe.model, probe.model.optimizer
+        seen.append((epoch + 1, [w.path for w in model.trainable_weights], type(optimizer).__name__,
+                     round(float(optimizer.learning_rate.numpy()), 6)))
+        body.append(model.get_layer("body").kernel.numpy().copy())
+
+    probe = keras.callbacks.LambdaCallback(on_epoch_begin=record)
     result = train(load_config(root / "config.yaml"), root / "outputs", progress=False, callbacks=[probe])
-    return result, probe.seen
+    return result, seen, body
 
 
 def test_phases_train_in_one_run(phased_run):
-    result, seen = phased_run
+    result, seen, body = phased_run
     rows = list(csv.DictReader((result.run_dir / "history.csv").read_text().splitlines()))
     assert [(row["epoch"], row["phase"]) for row in rows] == [("1", "1"), ("2", "1"), ("3", "2"), ("4", "2"),
                                                               ("5", "2")]
@@ -127,6 +115,8 @@ def test_phases_train_in_one_run(phased_run):
     head, everything = ["head/kernel", "head/bias"], ["body/kernel", "body/bias", "head/kernel", "head/bias"]
     assert seen == [(1, head, "Adam", 0.01), (2, head, "Adam", 0.01), (3, everything, "SGD", 0.001),
                     (4, everything, "SGD", 0.001), (5, everything, "SGD", 0.001)]
+    assert np.array_equal(body[0], body[2])  # frozen through phase 1
+    assert not np.array_equal(body[2], body[4])  # trained in phase 2
     assert result.epochs == 5
     assert "phase" not in result.metrics["train"]
     assert (result.run_dir / "plots" / "loss.png").is_file()
@@ -152,7 +142,8 @@ def test_check_prints_each_phase_and_a_glob_that_matches_nothing(write_config):
 
 # Long enough epochs (94 single steps) to kill a process between two of them; dropout makes every epoch's
 # randomness count.
-SLOW_PHASED = PHASED.replace("train_size: 240", "train_size: 4000").replace("Dropout: {rate: 0.1}", "Dropout: {rate: 0.3}") \
+SLOW_PHASED = PHASED.replace("train_size: 240", "train_size: 4000") \
+    .replace("Dropout: {rate: 0.1}", "Dropout: {rate: 0.3}") \
     .replace("  batch_size: 32\n", "  batch_size: 32\n  steps_per_execution: 1\n") \
     .replace("{SGD: {learning_rate: 0.001}}", "{Adam: {learning_rate: 0.001}}")
 
@@ -199,7 +190,7 @@ def test_curves_mark_where_each_phase_starts():
     assert phase_starts([{"epoch": 1.0}, {"epoch": 2.0}]) == []
 
 
-# --- class weights ----------------------------------------------------------------------------------------------
+# --- class weights -------------------------------------------------------------------------------------------------
 
 ARRAYS = """\
 name: weighted

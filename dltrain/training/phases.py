@@ -158,24 +158,30 @@ def catch_up(model: keras.Model, loaded: LoadedConfig, phases: list[Phase], inde
 
 @dataclass
 class Position:
-    """Where a run stands among its phases: the phase to run and the epoch it started at."""
+    """Where a run stands among its phases: the phase to run next and the epoch it started at."""
 
-    index: int
+    index: int  # len(phases) when every phase is over (a run killed before it finished)
     first_epoch: int
+    count: int  # the number of phases
+
+    @property
+    def current(self) -> int:
+        """The phase whose flags and optimizer the model has: the one to run, or the last one."""
+        return min(self.index, self.count - 1)
 
     def fresh_optimizer(self, phases: list[Phase], epoch: int) -> bool:
-        """Whether the phase has not trained yet and starts with a new optimizer (the checkpoint's is the
-        phase before's, and is not restored)."""
-        return epoch == self.first_epoch and phases[self.index].recompiles
+        """Whether the phase has not trained yet and starts with a new optimizer (the checkpoint holds the
+        phase before's, which is not restored)."""
+        return self.index < self.count and epoch == self.first_epoch and phases[self.index].recompiles
 
 
 def position(phases: list[Phase], start: Checkpoint | None) -> Position:
     """The phase a run continues with, from its checkpoint (phase 1 at epoch 0 for a new run)."""
     if start is None:
-        return Position(0, 0)
-    index = min(start.phases_done, len(phases) - 1)
+        return Position(0, 0, len(phases))
+    index = min(start.phases_done, len(phases))
     first = sum(1 for row in start.history if int(row.get("phase", 1)) <= index)
-    return Position(index, first)
+    return Position(index, first, len(phases))
 
 
 class Spanning(keras.callbacks.Callback):

@@ -71,9 +71,9 @@ def resume(run_dir: Path, loaded: LoadedConfig | None = None, *, force: bool = F
         plan = phases.plan(loaded)
         where = phases.position(plan, last)
         # The phase the run stands in: its trainable flags and optimizer, before the state is put back.
-        phases.catch_up(prepared.model, loaded, plan, where.index,
+        phases.catch_up(prepared.model, loaded, plan, where.current,
                         lambda spec, path: prepared.compile(loaded, spec, path))
-        prepared.callbacks = phases.build_callbacks(loaded, plan[where.index])
+        prepared.callbacks = phases.build_callbacks(loaded, plan[where.current])
         with distribution.scope():  # the optimizer's variables are created here, mirrored like the model's
             restore_checkpoint(prepared.model, last, optimizer=not where.fresh_optimizer(plan, last.epoch))
     if distribution.is_chief:
