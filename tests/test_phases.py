@@ -63,6 +63,29 @@ def test_phases_resolve_with_set_and_explain(write_config):
                for line in lines), lines
 
 
+def test_a_key_inside_a_phase_is_a_sweep_parameter(write_config):
+    from dltrain.errors import ConfigError
+    from dltrain.load import load_config
+    from dltrain.sweep import check_space
+
+    sweep = """\
+sweep:
+  metric: {name: val_accuracy, goal: maximize}
+  trials: 2
+  parameters:
+    training.phases[1].optimizer.SGD.learning_rate: {values: [0.001, 0.01]}
+    training.phases[0].epochs: {values: [1, 3]}
+"""
+    space = check_space(load_config(write_config(PHASED + sweep)))
+    assert [p.key for p in space.parameters] == ["training.phases[1].optimizer.SGD.learning_rate",
+                                                 "training.phases[0].epochs"]
+    wrong = write_config(PHASED + sweep.replace("phases[0].epochs", "phases[0].epoch"), "wrong.yaml")
+    with pytest.raises(ConfigError) as raised:
+        check_space(load_config(wrong))
+    assert str(raised.value) == (f"{wrong}:31:41: sweep.parameters.training.phases[0].epoch.values[0]: unknown key "
+                                 "'epoch' (did you mean 'epochs'?)")
+
+
 def test_class_weight_config_mistakes(write_config):
     config = write_config(SYNTHETIC.replace("  epochs: 2\n", "  epochs: 2\n  class_weight: heavy\n"))
     assert error_line(cli("config", config)) == (
