@@ -19,11 +19,13 @@ from test_images import make_folder
 from test_text import write_texts
 from dltrain.cli import app
 
-QUIET = ["--no-progress", "--set", "training.epochs=1", "--set", "training.tensorboard=false"]
+QUIET = ["--no-progress", "--set", "training.tensorboard=false"]
 
 
 def train(config: str, out: Path, *overrides: str) -> Path:
-    args = ["train", str(CONFIGS / config), "--output-dir", str(out), *QUIET]
+    # One epoch, or one per phase where the overrides give the phases theirs.
+    epochs = [] if any(o.startswith("training.phases") for o in overrides) else ["--set", "training.epochs=1"]
+    args = ["train", str(CONFIGS / config), "--output-dir", str(out), *QUIET, *epochs]
     result = CliRunner().invoke(app, args + [a for o in overrides for a in ("--set", o)])
     assert result.exit_code == 0, result.output
     return Path(re.search(r"^run folder: (.+)$", result.stdout, re.M).group(1))
@@ -60,7 +62,8 @@ def test_blocks_backbones_attention_and_two_outputs_train_and_reload_without_dlt
     images = make_folder(tmp_path / "images", per_class=6, size=(32, 32), classes=["cat", "dog"])
     mobilenet = train("transfer_mobilenet.yaml", tmp_path / "out", f"dataset.path={images}",
                       "dataset.image_size=[32,32]", "model.layers[1].MobileNetV2.weights=null",
-                      "model.layers[1].MobileNetV2.alpha=0.35", "training.batch_size=4")
+                      "model.layers[1].MobileNetV2.alpha=0.35", "training.batch_size=4",
+                      "training.phases[0].epochs=1", "training.phases[1].epochs=1")
     rng = np.random.default_rng(0)
     pairs = tmp_path / "pairs.npz"
     np.savez(pairs, encoder=np.eye(71, dtype="float32")[rng.integers(0, 71, (30, 7))],
@@ -91,5 +94,8 @@ print(json.dumps({{"dltrain": any(m.startswith("dltrain") for m in sys.modules),
     found = report["found"]
     assert found["resnet"]["params"] == 152_106 and "block3_main" in found["resnet"]["layers"]
     assert "transformer_1_attention" in found["transformer"]["layers"]
-    assert found["mobilenet"]["trainable"] == 1280 * 2 + 2  # the backbone stays frozen in the saved model
+    # Phase 2 of keras.io's recipe unfroze the backbone: the saved model trains it (batch norm's statistics aside).
+    assert found["mobilenet"]["trainable"] == 396_128 + 1280 * 2 + 2
+    assert [row.split(",")[1] for row in (mobilenet / "history.csv").read_text().splitlines()] == \
+        ["phase", "1", "2"]
     assert found["seq2seq"]["params"] == 718_173 and found["seq2seq_output"] == [2, 6, 93]

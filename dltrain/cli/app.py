@@ -195,6 +195,11 @@ def check(
 
     space = check_space(loaded) if loaded.config.sweep is not None else None  # its keys and values first
     model = build_and_check(loaded)
+    counts = []
+    if loaded.config.training.phases is not None:  # the globs are checked, and the table shows phase 1
+        from dltrain.training import check_phases
+
+        counts = check_phases(model, loaded)
     if space is not None:  # then each value, once the config's own model built
         check_builds(loaded, space)
     table = Table("layer", "type", "output shape", "params", "trainable", title=f"{loaded.config.name} ({config})")
@@ -203,6 +208,10 @@ def check(
     out.print(table)
     if space is not None:
         out.print(f"sweep: {len(space.parameters)} parameters, each value builds the model")
+    for phase in counts:
+        out.print(f"phase {phase.number} ({phase.epochs} epoch{'s' if phase.epochs > 1 else ''}): "
+                  f"{phase.trainable:,} trainable, {phase.frozen:,} frozen parameters",
+                  markup=False, highlight=False, soft_wrap=True)
     total, trainable = model.count_params(), trainable_count(model)
     out.print(f"{total:,} parameters ({trainable:,} trainable, {total - trainable:,} frozen); "
               f"config OK ({time.perf_counter() - start:.1f}s)")

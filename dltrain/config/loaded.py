@@ -61,6 +61,8 @@ class LoadedConfig:
         data = self.config.model_dump(mode="json")
         data["dataset"] = self.config.dataset.dump()
         data.pop("blocks", None)  # expanded into model.layers: the layers are what runs
+        if self.config.training.phases is not None:
+            data["training"].pop("epochs")  # the phases' sum; a file with both is refused
         return _drop_none(data)
 
 

@@ -41,10 +41,48 @@ class BlockConfig(Section):
     layers: list[Spec] = Field(min_length=1)
 
 
+class PhaseConfig(Section):
+    """One phase of a run (`training.phases`): its epochs, and what changes when it starts."""
+
+    epochs: int = Field(ge=1)
+    # Layer names or globs (fnmatch, matched against every layer, nested ones included) -> trainable, applied
+    # in order over the flags the phase before left; `"*"` is every layer.
+    trainable: dict[str, bool] | None = None
+    # A new optimizer from this phase on. A phase that sets `trainable` compiles again too, with the optimizer
+    # of the phase before (fresh state): Keras reads the trainable flags when it compiles.
+    optimizer: Spec | None = None
+    # This phase's callbacks instead of `training.callbacks` (each phase gets fresh ones: EarlyStopping ends
+    # its phase, not the run).
+    callbacks: list[Spec] | None = None
+
+
+def _check_class_weight(value: Any) -> Any:
+    if value == "balanced" or isinstance(value, dict):
+        return value
+    raise PydanticCustomError("class_weight", "expected 'balanced' or a mapping from class names or indices to "
+                              "weights, got {got}", {"got": short(value), "hint": "e.g. {cat: 1.0, dog: 4.0}"})
+
+
+def _check_weight(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 and value == value:
+        return value
+    raise PydanticCustomError("weight", "expected a class weight >= 0, got {got}", {"got": short(value)})
+
+
+ClassWeight = Annotated[Literal["balanced"] | dict[str, Annotated[float, BeforeValidator(_check_weight)]],
+                        BeforeValidator(_check_class_weight)]
+
+
 class TrainingConfig(Section):
     """How `fit` runs. Keras's own argument names and defaults."""
 
+    # With `phases`: their sum (set by the phases, never beside them).
     epochs: int = Field(1, ge=1)
+    # Fine-tuning in one run: phases run one after the other, epochs numbered through the run.
+    phases: list[PhaseConfig] | None = Field(None, min_length=1)
+    # Keras's fit(class_weight=): `balanced` weighs class c by n / (k * n_c) over the training split
+    # (scikit-learn's rule), or a weight per class name or index (classes left out weigh 1).
+    class_weight: ClassWeight | None = None
     batch_size: int = Field(32, ge=1)
     callbacks: list[Spec] = Field(default_factory=list)
     shuffle: bool = True
@@ -74,6 +112,18 @@ class TrainingConfig(Section):
     # half the CPU time an epoch), and leaves a conv net every core (dltrain/training/threads.py has the rule).
     intra_op_parallelism_threads: Threads = "auto"
     inter_op_parallelism_threads: Threads = "auto"
+
+    @model_validator(mode="after")
+    def _epochs_from_phases(self) -> TrainingConfig:
+        if self.phases is None:
+            return self
+        if "epochs" in self.model_fields_set:
+            raise PydanticCustomError(
+                "epochs_and_phases", "'epochs' cannot be set beside 'phases': the run's epochs are the phases' sum",
+                {"key": "epochs", "hint": "remove training.epochs, or give each phase its epochs"})
+        # Not through validate_assignment: it would run this validator again, and mark epochs as set.
+        self.__dict__["epochs"] = sum(phase.epochs for phase in self.phases)
+        return self
 
 
 class MlflowConfig(Section):

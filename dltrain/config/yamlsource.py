@@ -159,6 +159,8 @@ class _Builder:
         for key_node, value_node in node.value:
             key = self._scalar(key_node)
             where = _location(key_node.start_mark, self.filename)
+            if type(key) is int:  # a class index (`class_weight: {0: 4.0}`): kept as its text, as JSON would
+                key = str(key)
             if not isinstance(key, str):
                 raise ConfigError(
                     f"keys must be names, got {key!r}", where=where, key=dotted(path) or None

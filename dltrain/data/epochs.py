@@ -47,6 +47,8 @@ class EpochRandomness(keras.callbacks.Callback):
         self._base: list[tuple[Any, int]] = []
 
     def set_model(self, model: keras.Model) -> None:
+        if self._base and model is self.model:  # the next fit of a run in phases: the states moved since
+            return
         super().set_model(model)
         # The initial state holds each generator's own seed (derived from `seed` when the model was built).
         found = [v for v in [*model.variables, *self.extra] if v.name == _SEED_STATE]

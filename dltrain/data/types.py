@@ -27,6 +27,8 @@ class DatasetInfo:
     # The test_split carved because the config gave none and the source has no test split (the run's
     # config.yaml records it); None otherwise.
     test_split: float | None = None
+    # training.class_weight as fit applies it, by class name (or index): written to dataset.json.
+    class_weight: dict[str, float] | None = None
 
     @property
     def task(self) -> str:
@@ -35,9 +37,12 @@ class DatasetInfo:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready description (stored as dataset.json in the run folder)."""
-        return {"name": self.name, "task": self.task, "input_shape": list(self.input_shape),
-                "num_classes": self.num_classes, "class_names": self.class_names, "features": self.features,
-                "sizes": self.sizes, "notes": self.notes}
+        described = {"name": self.name, "task": self.task, "input_shape": list(self.input_shape),
+                     "num_classes": self.num_classes, "class_names": self.class_names, "features": self.features,
+                     "sizes": self.sizes, "notes": self.notes}
+        if self.class_weight is not None:
+            described["class_weight"] = self.class_weight
+        return described
 
 
 def take_features(x: Features, index: Any) -> Features:

@@ -37,11 +37,14 @@ def _metrics(loaded: LoadedConfig, outputs: list[str]) -> Any:
     return [registry.build("metric", m, loaded, ("metrics", i)) for i, m in enumerate(metrics)]
 
 
-def compile_model(model: keras.Model, loaded: LoadedConfig) -> None:
-    """Compile with the config's optimizer, loss, metrics and execution settings."""
+def compile_model(model: keras.Model, loaded: LoadedConfig, optimizer: Any = None,
+                  optimizer_path: tuple = ("optimizer",)) -> None:
+    """Compile with the config's optimizer (or the spec `optimizer`, a phase's, written at `optimizer_path`),
+    loss, metrics and execution settings."""
     config = loaded.config
     model.compile(
-        optimizer=registry.build("optimizer", config.optimizer, loaded, ("optimizer",)),
+        optimizer=registry.build("optimizer", config.optimizer if optimizer is None else optimizer, loaded,
+                                 optimizer_path),
         loss=_losses(loaded),
         loss_weights=config.loss_weights,
         metrics=_metrics(loaded, list(model.output_names)),

@@ -23,7 +23,8 @@ from dltrain.runs.folders import (CONFIG_FILE, DATASET_FILE, ENDED_STATES, HISTO
 from dltrain.runs.history import (best_epoch, higher_is_better, metric_names, primary_metric, read_history,
                                   read_metrics)
 from dltrain.runs.overview import SORT_KEYS, RunSummary, duration, run_summaries
-from dltrain.runs.plots import draw_comparison, draw_curves, draw_test_plots, pyplot, save_figure, warm_up
+from dltrain.runs.plots import (draw_comparison, draw_curves, draw_test_plots, phase_starts, pyplot, save_figure,
+                                warm_up)
 
 __getattr__ = lazy_face(__name__, {
     "BEST_FILE": "best", "BestModel": "best", "monitored": "best",
@@ -40,7 +41,7 @@ __all__ = ["BEST_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "DATASET_FILE", "ENDED
            "atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "atomic_write_yaml",
            "best_epoch", "changed_keys", "check_tracking_installed", "compare", "config_hash", "create_run",
            "draw_comparison", "draw_curves", "draw_test_plots", "duration", "git_commit", "higher_is_better",
-           "list_runs", "load_checkpoint", "metric_names", "monitored", "plot_comparison", "primary_metric",
+           "list_runs", "load_checkpoint", "metric_names", "monitored", "phase_starts", "plot_comparison", "primary_metric",
            "pyplot", "read_history", "read_metrics", "read_status", "record_env", "restore_checkpoint",
            "resume_command", "run_file", "run_info", "run_summaries", "save_figure", "save_model",
            "tracking_settings", "warm_up", "write_history", "write_status"]

@@ -47,6 +47,8 @@ class Checkpoint:
     optimizer: list[tuple[str, np.ndarray]]
     path: Path
     notes: list[str] = field(default_factory=list)
+    # Phases (training.phases) finished: the run continues with phase phases_done + 1.
+    phases_done: int = 0
 
 
 def _arrays(variables: list[Any]) -> list[tuple[str, np.ndarray]]:
@@ -58,7 +60,7 @@ def _all_finite(arrays: list[tuple[str, np.ndarray]]) -> bool:
 
 
 def save(run_dir: Path, model: keras.Model, epoch: int, history: list[dict[str, float]],
-         config: dict[str, Any]) -> Path:
+         config: dict[str, Any], phases_done: int = 0) -> Path:
     """Write the checkpoint after `epoch` complete epochs; the previous one becomes checkpoint.previous.npz."""
     weights = _arrays(model.weights)
     optimizer = _arrays(model.optimizer.variables)
@@ -66,6 +68,8 @@ def save(run_dir: Path, model: keras.Model, epoch: int, history: list[dict[str, 
         raise NonFiniteWeights(f"a weight became NaN or infinite in epoch {epoch}")
     meta = {"format": _FORMAT, "epoch": epoch, "history": history, "config": config,
             "weights": [name for name, _ in weights], "optimizer": [name for name, _ in optimizer]}
+    if phases_done:
+        meta["phases_done"] = phases_done
     arrays = {f"w{i}": a for i, (_, a) in enumerate(weights)}
     arrays.update({f"o{i}": a for i, (_, a) in enumerate(optimizer)})
     path = run_dir / CHECKPOINT_FILE
@@ -87,7 +91,8 @@ def _read(path: Path) -> Checkpoint:
         optimizer = [(name, arrays[f"o{i}"]) for i, name in enumerate(meta["optimizer"])]
     if not (_all_finite(weights) and _all_finite(optimizer)):
         raise ValueError("it holds NaN or infinite weights")
-    return Checkpoint(int(meta["epoch"]), list(meta["history"]), dict(meta["config"]), weights, optimizer, path)
+    return Checkpoint(int(meta["epoch"]), list(meta["history"]), dict(meta["config"]), weights, optimizer, path,
+                      phases_done=int(meta.get("phases_done", 0)))
 
 
 def load(run_dir: Path) -> Checkpoint | None:
@@ -111,13 +116,24 @@ def load(run_dir: Path) -> Checkpoint | None:
     return None
 
 
-def restore(model: keras.Model, checkpoint: Checkpoint) -> None:
-    """Put a checkpoint's weights and optimizer state into a freshly built and compiled model."""
+def _unnamed(path: str) -> str:
+    """An optimizer variable's path without the optimizer's own name, which Keras numbers per process
+    (`adam_1/iteration`): a phase's optimizer can be the second of one process and the first of another."""
+    return path.split("/", 1)[-1]
+
+
+def restore(model: keras.Model, checkpoint: Checkpoint, *, optimizer: bool = True) -> None:
+    """Put a checkpoint's weights and (unless not `optimizer`) optimizer state into a freshly built and
+    compiled model."""
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
-    for kind, variables, saved in (("weights", model.weights, checkpoint.weights),
-                                   ("optimizer", model.optimizer.variables, checkpoint.optimizer)):
+    kinds = [("weights", model.weights, checkpoint.weights)]
+    if optimizer:
+        kinds.append(("optimizer", model.optimizer.variables, checkpoint.optimizer))
+    for kind, variables, saved in kinds:
         names = [v.path for v in variables]
+        if kind == "optimizer":
+            names, saved = [_unnamed(n) for n in names], [(_unnamed(n), a) for n, a in saved]
         if names != [name for name, _ in saved]:
             differ = sorted(set(name for name, _ in saved) ^ set(names))[:3] or names[:3]
             raise RunError(f"the checkpoint's {kind} do not fit the model built from the config "
@@ -134,13 +150,17 @@ class EpochRecorder(keras.callbacks.Callback):
     """After every epoch: the checkpoint, then history.csv, then status.json, each written atomically."""
 
     def __init__(self, run_dir: Path, config: dict[str, Any], epochs: int,
-                 history: list[dict[str, float]] | None = None):
+                 history: list[dict[str, float]] | None = None, phases_done: int = 0):
         super().__init__()
         self.run_dir = run_dir
         self.config = config
         self.epochs = epochs
         self.rows: list[dict[str, float]] = list(history or [])
         self._start = 0.0
+        # With training.phases: the number of the phase being trained (history's `phase` column), and how
+        # many phases are over (the checkpoint says where a resumed run continues).
+        self.phase: int | None = None
+        self.phases_done = phases_done
 
     @property
     def epoch_seconds(self) -> list[float]:
@@ -152,12 +172,21 @@ class EpochRecorder(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         seconds = time.perf_counter() - self._start
-        rows = [*self.rows, {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
+        phase = {"phase": self.phase} if self.phase is not None else {}
+        rows = [*self.rows, {"epoch": epoch + 1, **phase, **{k: float(v) for k, v in (logs or {}).items()},
                              "seconds": round(seconds, 4)}]
-        save(self.run_dir, self.model, epoch + 1, rows, self.config)
+        save(self.run_dir, self.model, epoch + 1, rows, self.config, self.phases_done)
         self.rows = rows
         write_history(self.run_dir / runs.HISTORY_FILE, rows)
         runs.write_status(self.run_dir, "running", epoch=epoch + 1, epochs=self.epochs)
+
+
+    def phase_over(self) -> None:
+        """A phase ended (its epochs ran out or EarlyStopping ended it): checkpoint the weights it left
+        (EarlyStopping may have restored its best) as the start of the next phase."""
+        self.phases_done += 1
+        if self.rows:
+            save(self.run_dir, self.model, len(self.rows), self.rows, self.config, self.phases_done)
 
 
 def write_history(path: Path, rows: list[dict[str, float]]) -> None:

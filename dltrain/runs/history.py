@@ -11,7 +11,7 @@ from typing import Any
 from dltrain.runs import folders as runs
 
 # Columns of history.csv that are not metrics.
-BOOKKEEPING = ("epoch", "seconds", "learning_rate")
+BOOKKEEPING = ("epoch", "phase", "seconds", "learning_rate")
 # Metric names that are better when lower (losses and errors); everything else (accuracy, auc, ...) is
 # better when higher. Keras knows this from metric objects; a run folder only has the names.
 _LOWER = ("loss", "error", "mae", "mse", "mape", "msle", "crossentropy", "hinge", "divergence", "poisson")

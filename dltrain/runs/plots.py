@@ -73,6 +73,7 @@ def draw_curves(run_dir: Path, rows: list[dict[str, float]] | None = None) -> li
             best = history.best_epoch(rows, val)
             if best is not None:
                 axes.axvline(best[1], color="grey", linestyle=":", label=f"best {val} {best[0]:.4g} (epoch {best[1]})")
+        _mark_phases(axes, rows, epochs)
         axes.set_xlabel("epoch")
         axes.set_ylabel(name)
         axes.set_title(f"{run_dir.name}: {name}")
@@ -81,6 +82,23 @@ def draw_curves(run_dir: Path, rows: list[dict[str, float]] | None = None) -> li
         axes.legend()
         written.append(save_figure(figure, run_dir / PLOTS_DIR / f"{_file_name(name)}.png"))
     return written
+
+
+def phase_starts(rows: list[dict[str, float]]) -> list[tuple[int, float]]:
+    """(phase, where it starts on the epoch axis: between two epochs) for every phase after the first."""
+    starts = []
+    for before, row in zip(rows, rows[1:]):
+        if "phase" in row and row.get("phase") != before.get("phase"):
+            starts.append((int(row["phase"]), (float(before["epoch"]) + float(row["epoch"])) / 2))
+    return starts
+
+
+def _mark_phases(axes: Any, rows: list[dict[str, float]], epochs: list[int]) -> None:
+    """A dashed line where each phase of training.phases starts, named at the top of the plot."""
+    for phase, x in phase_starts(rows):
+        axes.axvline(x, color="tab:red", linestyle="--", linewidth=1)
+        axes.annotate(f"phase {phase}", (x, 1), xycoords=("data", "axes fraction"), xytext=(3, -12),
+                      textcoords="offset points", color="tab:red", fontsize=8)
 
 
 # Fixed margins instead of matplotlib's constrained layout, which measures every text several times:

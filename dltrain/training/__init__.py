@@ -5,6 +5,8 @@
   finish    test, save, metrics.json, report
   resume    continue from the last checkpoint
   evaluate  score a saved model outside training
+  phases    training.phases: each phase's trainable flags, optimizer and callbacks; where a run stands among them
+  class_weight  training.class_weight as Keras's fit takes it (balanced, or by class name or index)
   report    what a run records besides checkpoints: overrides, env, summary, TensorBoard, best.keras, plots
   what runs inside fit: guard (signals, non-finite loss), progress (Rich bars), threads (TensorFlow's pools),
   fused (the fused batch-norm kernel), scoring (one pass over the test split)
@@ -15,6 +17,7 @@ Importing this face imports TensorFlow: the CLI imports it inside the commands t
 from dltrain.training.evaluate import evaluate
 from dltrain.training.fused import fuse_batch_norm
 from dltrain.training.guard import Guard, StopRequested
+from dltrain.training.phases import PhaseCount, check as check_phases
 from dltrain.training.prepare import Prepared, prepare
 from dltrain.training.progress import RichProgress
 from dltrain.training.report import OVERRIDES_FILE, Drawing, redraw
@@ -23,5 +26,6 @@ from dltrain.training.resume import resume
 from dltrain.training.scoring import score
 from dltrain.training.train import train
 
-__all__ = ["OVERRIDES_FILE", "Drawing", "Guard", "Prepared", "RichProgress", "StopRequested", "TrainResult",
-           "TrainingError", "evaluate", "fuse_batch_norm", "prepare", "redraw", "resume", "score", "train"]
+__all__ = ["OVERRIDES_FILE", "Drawing", "Guard", "PhaseCount", "Prepared", "RichProgress", "StopRequested", "TrainResult",
+           "TrainingError", "check_phases", "evaluate", "fuse_batch_norm", "prepare", "redraw", "resume", "score",
+           "train"]

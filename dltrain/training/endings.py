@@ -39,7 +39,7 @@ def ended(error: Exception, loaded: LoadedConfig, prepared: Prepared, run_dir: P
     # A damaged file among streamed examples: TensorFlow's decoder does not say which one.
     unreadable = data.damaged(splits.train, splits.val, splits.test) if data.is_data_error(error) else None
     # Nothing was trained in a new run: leave no half-made run behind.
-    if fresh and int(keras.ops.convert_to_numpy(prepared.model.optimizer.iterations)) == 0:
+    if fresh and not recorder.rows and int(keras.ops.convert_to_numpy(prepared.model.optimizer.iterations)) == 0:
         shutil.rmtree(run_dir, ignore_errors=True)
         return unreadable or TrainingError(f"training failed at the first step: {first_line(error)}",
                                            where=loaded.locate(("model",)), key="model")

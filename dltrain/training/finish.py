@@ -43,6 +43,7 @@ def finish(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, test_ds: Any
     train_metrics, val_metrics = _split_logs(row) if row else ({}, {})
     train_metrics.pop("epoch", None)
     train_metrics.pop("seconds", None)
+    train_metrics.pop("phase", None)
     metrics = {"train": train_metrics, "val": val_metrics, "test": test}
     runs.atomic_write_json(run_dir / runs.METRICS_FILE,
                            {**metrics, "epochs": len(recorder.rows), "weights_epoch": weights_epoch,

@@ -17,7 +17,7 @@ from dltrain.config import LoadedConfig
 from dltrain.data import fit_datasets
 from dltrain.errors import DltrainError
 from dltrain.runs import Checkpoint, EpochRecorder, warm_up, write_history
-from dltrain.training import report
+from dltrain.training import phases, report
 from dltrain.training.endings import ended
 from dltrain.training.finish import finish
 from dltrain.training.guard import Guard
@@ -37,7 +37,7 @@ def fit(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, start: Checkpoi
                                                   prepared.augmentation))
 
     history = start.history if start else []
-    recorder = EpochRecorder(run_dir, loaded.resolved(), epochs, history)
+    recorder = EpochRecorder(run_dir, loaded.resolved(), epochs, history, start.phases_done if start else 0)
     write_history(run_dir / runs.HISTORY_FILE, history)  # drop rows of epochs not checkpointed
     guard = Guard()
     try:
@@ -47,20 +47,34 @@ def fit(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, start: Checkpoi
         if start is None:  # nothing trained yet (MLflow unreachable): leave no half-made run behind
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    # The guard goes first: no later callback sees a batch after a signal or a non-finite loss. The
-    # recorder goes after the user's callbacks, so a checkpoint holds what they changed (a reduced LR).
-    # TensorBoard, best.keras and MLflow come after the checkpoint: it is the file that must not be missed.
-    every: list[Any] = [guard, datasets.randomness, *prepared.callbacks, recorder, *extras.callbacks(), *callbacks]
+    plan = phases.plan(loaded)
+    where = phases.position(plan, start)
     bar = RichProgress(epochs, math.ceil(len(splits.train) / batch_size)) if progress else None
-    if bar is not None:
-        every.append(bar)
+    # One Keras fit per phase; the bar sees them as one training.
+    spanning = [phases.Spanning(bar, len(plan) - where.index)] if bar is not None else []
     initial_epoch = start.epoch if start else 0
     runs.write_status(run_dir, "running", epoch=initial_epoch, epochs=epochs)
     warm_up()  # the report after the last epoch needs pyplot; its import overlaps the training
     with guard.handling_signals():
         try:
-            model.fit(datasets.train, validation_data=datasets.validation, epochs=epochs, initial_epoch=initial_epoch,
-                      callbacks=every, shuffle=False, verbose=0)  # the tf.data pipeline shuffles
+            for phase in plan[where.index:]:
+                first = where.first_epoch
+                if phase.index > where.index:  # the run stands in phase where.index already (prepare, resume)
+                    first = len(recorder.rows)
+                    phases.enter(model, loaded, phase, lambda spec, path: prepared.compile(loaded, spec, path))
+                    prepared.callbacks = phases.build_callbacks(loaded, phase)
+                if phases.phased(loaded):
+                    recorder.phase = phase.index + 1
+                # The guard goes first: no later callback sees a batch after a signal or a non-finite loss. The
+                # recorder goes after the user's callbacks, so a checkpoint holds what they changed (a reduced
+                # LR). TensorBoard, best.keras and MLflow come after the checkpoint: it must not be missed.
+                every: list[Any] = [guard, datasets.randomness, *prepared.callbacks, recorder, *extras.callbacks(),
+                                    *callbacks, *spanning]
+                model.fit(datasets.train, validation_data=datasets.validation, epochs=first + phase.epochs,
+                          initial_epoch=len(recorder.rows), callbacks=every, shuffle=False, verbose=0,
+                          class_weight=prepared.class_weight)  # the tf.data pipeline shuffles
+                if phases.phased(loaded):
+                    recorder.phase_over()
         except Exception as error:
             if bar is not None:
                 bar.close()

@@ -15,9 +15,10 @@ from dltrain.config import LoadedConfig
 from dltrain.data import augment_batch, targets
 from dltrain.distribute import Distribution, plan as plan_distribution, start as start_distribution
 from dltrain.errors import ModelBuildError, first_line
-from dltrain.model import build_augmentation, build_callbacks, build_model, compile_model, dtype_policy
+from dltrain.model import build_augmentation, build_model, compile_model, dtype_policy
 from dltrain.runs import check_tracking_installed
-from dltrain.training import threads
+from dltrain.training import phases, threads
+from dltrain.training.class_weight import class_weights, described
 from dltrain.training.fused import fuse_batch_norm
 from dltrain.training.result import TrainingError
 from dltrain.trust import require_trust
@@ -33,6 +34,14 @@ class Prepared:
     augmentation: keras.Sequential | None
     # The tf.distribute strategy the model was built in, and this process's part in it.
     distribution: Distribution
+    # Keras's fit(class_weight=): every class index's weight (training.class_weight), or None.
+    class_weight: dict[int, float] | None = None
+
+    def compile(self, loaded: LoadedConfig, optimizer: Any, optimizer_path: tuple) -> None:
+        """Compile the model again (a phase's trainable flags, a new optimizer), in the strategy's scope."""
+        with self.distribution.scope():
+            compile_model(self.model, loaded, optimizer, optimizer_path)
+        self.distribution.compiled(self.model)
 
 
 def prepare(loaded: LoadedConfig) -> Prepared:
@@ -60,14 +69,21 @@ def prepare(loaded: LoadedConfig) -> Prepared:
     if config.training.fused_batch_norm:  # training only: check, evaluate and predict keep Keras's layer
         fuse_batch_norm(model)
     check_inputs(model, loaded, splits)
+    first = phases.plan(loaded)[0]
+    phases.set_trainable(model, loaded, first)  # phase 1's own flags and optimizer, if it has them
     with distribution.scope():
-        compile_model(model, loaded)
+        compile_model(model, loaded, first.optimizer, first.optimizer_path)
     distribution.compiled(model)
+    phases.check(model, loaded)  # every phase's globs, optimizer and callbacks, before any folder exists
     _dry_run(model, loaded, splits)
     augmentation = build_augmentation(loaded)
     if augmentation is not None:
         _check_augmentation(augmentation, loaded, splits)
-    return Prepared(model, splits, build_callbacks(loaded), augmentation, distribution)
+    info = splits.info
+    weights = class_weights(loaded, splits.train.y, info.num_classes, info.class_names, list(model.output_names))
+    if weights is not None:
+        info.class_weight = described(weights, info.class_names)
+    return Prepared(model, splits, phases.build_callbacks(loaded, first), augmentation, distribution, weights)
 
 
 def check_inputs(model: keras.Model, loaded: LoadedConfig, splits: data.Splits) -> None:

@@ -16,7 +16,7 @@ from dltrain.distribute import check_run_folder
 from dltrain.errors import RunError
 from dltrain.load import load_config
 from dltrain.runs import load_checkpoint, restore_checkpoint
-from dltrain.training import report
+from dltrain.training import phases, report
 from dltrain.training.fit import fit
 from dltrain.training.prepare import prepare
 from dltrain.training.result import TrainResult
@@ -59,16 +59,23 @@ def resume(run_dir: Path, loaded: LoadedConfig | None = None, *, force: bool = F
     if last is None and int(status.get("epoch") or 0) > 0:
         raise RunError(f"'{run_dir}' finished {status['epoch']} epochs but has no checkpoint",
                        hint=f"it cannot continue; start a new run with: dltrain train {config_file}")
-    epochs = loaded.config.training.epochs
+    epochs, written = loaded.config.training.epochs, loaded.config.training.phases
     if info is not None and info.state == "finished" and done >= epochs:
+        longer = f"training.phases[{len(written) - 1}].epochs={written[-1].epochs + 5}" if written \
+            else f"training.epochs={epochs + 5}"
         raise RunError(f"'{run_dir}' already finished all {epochs} epochs",
-                       hint=f"to train longer: dltrain train {config_file} --resume {run_dir} "
-                            f"--set training.epochs={epochs + 5} --force")
+                       hint=f"to train longer: dltrain train {config_file} --resume {run_dir} --set {longer} --force")
     prepared = prepare(loaded)
     distribution = prepared.distribution
     if last is not None:
+        plan = phases.plan(loaded)
+        where = phases.position(plan, last)
+        # The phase the run stands in: its trainable flags and optimizer, before the state is put back.
+        phases.catch_up(prepared.model, loaded, plan, where.current,
+                        lambda spec, path: prepared.compile(loaded, spec, path))
+        prepared.callbacks = phases.build_callbacks(loaded, plan[where.current])
         with distribution.scope():  # the optimizer's variables are created here, mirrored like the model's
-            restore_checkpoint(prepared.model, last)
+            restore_checkpoint(prepared.model, last, optimizer=not where.fresh_optimizer(plan, last.epoch))
     if distribution.is_chief:
         if changes:
             runs.atomic_write_yaml(config_file, loaded.resolved())
