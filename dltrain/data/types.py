@@ -27,17 +27,25 @@ class DatasetInfo:
     # The test_split carved because the config gave none and the source has no test split (the run's
     # config.yaml records it); None otherwise.
     test_split: float | None = None
+    # Multi-hot labels: each of the num_classes tags is on or off (a sigmoid per class), not one class of many.
+    multi_label: bool = False
+    # A time series: the feature and label columns and the window settings that predict needs to cut windows.
+    series: dict[str, Any] | None = None
 
     @property
     def task(self) -> str:
-        """"classification" when the labels are class indices, else "regression"."""
+        """"classification" when the labels are class indices, "multilabel" for multi-hot labels, else
+        "regression" (forecasts included)."""
+        if self.multi_label:
+            return "multilabel"
         return "classification" if self.num_classes else "regression"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready description (stored as dataset.json in the run folder)."""
-        return {"name": self.name, "task": self.task, "input_shape": list(self.input_shape),
-                "num_classes": self.num_classes, "class_names": self.class_names, "features": self.features,
-                "sizes": self.sizes, "notes": self.notes}
+        found = {"name": self.name, "task": self.task, "input_shape": list(self.input_shape),
+                 "num_classes": self.num_classes, "class_names": self.class_names, "features": self.features,
+                 "sizes": self.sizes, "notes": self.notes}
+        return {**found, "series": self.series} if self.series is not None else found
 
 
 def take_features(x: Features, index: Any) -> Features:
@@ -106,6 +114,9 @@ class Source:
     test: AnySplit | None
     info: DatasetInfo
     preprocessing: Preprocessing | None = None
+    # A source split in time order has cut its own validation split (None: none) and nothing is carved from it.
+    val: AnySplit | None = None
+    ordered: bool = False
 
 
 @dataclass

@@ -6,6 +6,7 @@
   best        best.keras by the monitored metric, across resumes
   envinfo     env.json: versions, device, git commit, config hash
   plots       PNG curves, confusion matrix, misclassified examples, run comparisons (matplotlib, Agg)
+  taskplots   forecasts against the truth (time series); per-class precision, recall, F1 (multi-label)
   overview    `dltrain runs`: summaries, sort, filter (no TensorFlow)
   comparison  `dltrain compare`: config differences and metrics side by side (no TensorFlow)
   tracking    optional MLflow tracking
@@ -24,6 +25,7 @@ from dltrain.runs.history import (best_epoch, higher_is_better, metric_names, pr
                                   read_metrics)
 from dltrain.runs.overview import SORT_KEYS, RunSummary, duration, run_summaries
 from dltrain.runs.plots import draw_comparison, draw_curves, draw_test_plots, pyplot, save_figure, warm_up
+from dltrain.runs.taskplots import PER_CLASS_FILE, draw_forecast, draw_per_class, per_class, write_per_class
 
 __getattr__ = lazy_face(__name__, {
     "BEST_FILE": "best", "BestModel": "best", "monitored": "best",
@@ -43,4 +45,5 @@ __all__ = ["BEST_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "DATASET_FILE", "ENDED
            "list_runs", "load_checkpoint", "metric_names", "monitored", "plot_comparison", "primary_metric",
            "pyplot", "read_history", "read_metrics", "read_status", "record_env", "restore_checkpoint",
            "resume_command", "run_file", "run_info", "run_summaries", "save_figure", "save_model",
-           "tracking_settings", "warm_up", "write_history", "write_status"]
+           "tracking_settings", "warm_up", "write_history", "write_status",
+           "PER_CLASS_FILE", "draw_forecast", "draw_per_class", "per_class", "write_per_class"]
