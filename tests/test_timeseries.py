@@ -112,11 +112,11 @@ def test_defaults_every_numeric_column_and_check_reads_only_the_header(tmp_path:
 
 
 @pytest.mark.parametrize("keys, message", [
-    ({"label": "c"}, "dataset.label: {path} has no column 'c'; its columns are: a, b, name (did you mean 'a'?)"),
+    ({"label": "nam"}, "dataset.label: {path} has no column 'nam'; its columns are: a, b, name (did you mean 'name'?)"),
     ({"label": "b", "features": ["a", "name"]},
      "dataset.features: {path}: column 'name' does not hold numbers (a time series reads numeric columns only; "
      "leave it out)"),
-    ({"label": "b", "sequence_length": 30, "test_split": 0.2},
+    ({"label": "b", "sequence_length": 30, "test_split": 0.2, "validation_split": 0.0},
      "dataset.test_split: the test part of {path} has 12 rows; one window and its label need 31 (give the test "
      "part more rows, or shorten sequence_length, sampling_rate or horizon)"),
 ])
@@ -128,12 +128,12 @@ def test_data_errors_name_the_file_and_key(tmp_path: Path, keys, message):
 
 
 @pytest.mark.parametrize("lines, expected", [
-    ("  label: b\n", "{cfg}:3:11: dataset.format: a timeseries source needs sequence_length (rows per window) "
+    ("  label: b\n", "{cfg}:3:3: dataset.format: a timeseries source needs sequence_length (rows per window) "
                      "(add e.g. 'sequence_length: 24' under 'dataset')"),
     ("  label: b\n  sequence_length: 4\n  horizon: -1\n",
-     "{cfg}:6:12: dataset.horizon: must be at least 0, got -1"),
+     "{cfg}:6:3: dataset.horizon: expected a number >= 0, got -1"),
     ("  label: b\n  sequence_length: 4\n  label_separator: '|'\n",
-     "{cfg}:6:20: dataset.label_separator: 'label_separator' does not apply to 'timeseries' sources (remove it; "
+     "{cfg}:6:3: dataset.label_separator: 'label_separator' does not apply to 'timeseries' sources (remove it; "
      "it applies to: csv, parquet)"),
 ])
 def test_config_errors_point_at_their_line(tmp_path: Path, lines, expected):
@@ -168,10 +168,10 @@ def test_weather_lstm_learns_and_normalises_with_the_training_rows_only(trained:
     run = trained["run"]
     metrics = json.loads((run / "metrics.json").read_text())
     table = np.loadtxt(trained["csv"], delimiter=",", skiprows=1, usecols=range(1, 8), dtype=np.float64)
-    # 400 rows: test = the last 80, validation = 64 (0.2 of 320) before them, training = the first 256
-    train_rows, test_rows = table[:256], table[320:]
-    naive = float(np.mean((test_rows[15:, 1] - train_rows[:, 1].mean()) ** 2))  # the training mean as forecast
-    print(f"weather LSTM test mse {metrics['test']['loss']:.4f} (mae {metrics['test']['mae']:.4f}); "
+    # 400 rows: test = the last 40, validation = 72 (0.2 of 360) before them, training = the first 288
+    train_rows, test_rows = table[:288], table[360:]
+    naive = float(np.mean((test_rows[14:, 1] - train_rows[:, 1].mean()) ** 2))  # the training mean as forecast
+    print(f"weather LSTM test mse {metrics['test']['loss']:.4f} (mae {metrics['test']['mean_absolute_error']:.4f}); "
           f"predicting the training mean: mse {naive:.4f}")
     assert metrics["test"]["loss"] < 0.5 * naive
     model = keras.saving.load_model(run / "model.keras", safe_mode=True)
@@ -180,7 +180,7 @@ def test_weather_lstm_learns_and_normalises_with_the_training_rows_only(trained:
     np.testing.assert_allclose(np.ravel(normalization.variance), train_rows.var(axis=0), rtol=1e-4)
     described = json.loads((run / "dataset.json").read_text())
     assert described["series"]["labels"] == ["T (degC)"] and described["sizes"] == {
-        "train": 256 - 14, "validation": 64 - 14, "test": 80 - 14}
+        "train": 288 - 14, "validation": 72 - 14, "test": 40 - 14}
     assert (run / "plots" / "forecast.png").stat().st_size > 10_000
 
 
@@ -191,7 +191,7 @@ def test_evaluate_repeats_the_test_metrics_and_resume_is_bit_identical(trained: 
     result = cli("evaluate", run)
     assert result.exit_code == 0, result.output
     test = json.loads((run / "metrics.json").read_text())["test"]
-    assert f"loss {test['loss']:.4f}" in result.stdout.replace(":", "") or f"{test['loss']:.4f}" in result.stdout
+    assert re.search(rf"│ test\s+│ {test['loss']:.4f}\s+│ {test['mean_absolute_error']:.4f}\s+│", result.stdout)
     a = keras.saving.load_model(run / "model.keras", safe_mode=True).get_weights()
     b = keras.saving.load_model(trained["resumed"] / "model.keras", safe_mode=True).get_weights()
     assert max(float(np.abs(x - y).max()) for x, y in zip(a, b)) == 0.0

@@ -117,13 +117,19 @@ def series_facts(config: DatasetConfig, features: list[str], labels: list[str]) 
             "sampling_rate": config.sampling_rate or 1, "horizon": config.horizon}
 
 
-def describe(config: DatasetConfig) -> DatasetInfo:
-    """The window shape from the header and the first row (or the parquet schema); the table is not read."""
-    path = str(config.path)
+def _numeric(path: str) -> dict[str, bool]:
+    """Each column and whether it holds numbers, by the header and the first row: training and `check` pick the
+    same default features, and a later cell that is not a number is an error naming its line."""
     numeric = _header(path, table_format(path))
     if not numeric:  # empty, or not readable as a table: the full read gives the error with its line
         numeric = {column.name: column.numeric for column in read_columns(path, table_format(path))}
-    features, labels = _columns(config, numeric)
+    return numeric
+
+
+def describe(config: DatasetConfig) -> DatasetInfo:
+    """The window shape from the header and the first row (or the parquet schema); the table is not read."""
+    path = str(config.path)
+    features, labels = _columns(config, _numeric(path))
     return DatasetInfo(Path(path).name, (config.sequence_length, len(features)), None, None,
                        series=series_facts(config, features, labels))
 
@@ -156,7 +162,7 @@ def read(config: DatasetConfig, seed: int) -> Source:
     part's."""
     path = str(config.path)
     columns = {column.name: column for column in read_columns(path, table_format(path))}
-    features, labels = _columns(config, {name: column.numeric for name, column in columns.items()})
+    features, labels = _columns(config, _numeric(path))
     x_rows = _numbers(path, columns, features, "dataset.features")
     y_rows = _numbers(path, columns, labels, "dataset.label")
     if len(labels) == 1:
