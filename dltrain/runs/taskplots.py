@@ -62,10 +62,10 @@ def draw_per_class(run_dir: Path, rows: list[dict[str, float | str]]) -> Path:
     for k, key in enumerate(("precision", "recall", "f1")):
         axes.bar(place + (k - 1) * 0.27, [float(r[key]) for r in rows], width=0.27, label=key)
     axes.set_xticks(place, names, rotation=45, ha="right")
-    axes.set_ylim(0, 1.05)
+    axes.set_ylim(0, 1.2)  # room for the legend above the bars
     axes.set_title(f"test split, per class (a tag is predicted over {THRESHOLD})")
     axes.grid(axis="y", alpha=0.3)
-    axes.legend(fontsize=8)
+    axes.legend(fontsize=8, ncol=3, loc="upper center")
     figure.tight_layout()
     return save_figure(figure, run_dir / PLOTS_DIR / PER_CLASS_PLOT)
 
