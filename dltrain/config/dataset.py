@@ -25,6 +25,8 @@ ClassNames = Annotated[list[str], Field(min_length=2)]
 MaxTokens = Annotated[int, Field(ge=2)]
 Positive = Annotated[int, Field(ge=1)]
 OutputMode = Literal["int", "multi_hot", "count", "tf_idf"]
+# The keys of a TextVectorization (text folders, TFDS text, a table's `text:` columns).
+_TEXT_KEYS = ("max_tokens", "output_sequence_length", "output_mode", "ngrams")
 
 
 class SourceConfig(Section):
@@ -164,8 +166,11 @@ class DatasetConfig(Section):
     def dump(self) -> dict[str, Any]:
         """Plain data without the keys of other sources (their defaults would read as if they applied)."""
         kind = self.kind
+        # A table without text columns has no TextVectorization: its keys would read as if they applied.
+        unused = _TEXT_KEYS if kind in ("csv", "parquet") and self.text is None else ()
         return {key: value for key, value in self.model_dump(mode="json").items()
-                if not (kind and SOURCE_KEYS.get(key) is not None and kind not in SOURCE_KEYS[key])}
+                if not (kind and SOURCE_KEYS.get(key) is not None and kind not in SOURCE_KEYS[key])
+                and key not in unused}
 
     def _task_keys(self, kind: str) -> None:
         """The keys of time series, tags and text columns that only make sense together."""
@@ -193,7 +198,7 @@ class DatasetConfig(Section):
             raise PydanticCustomError("multi_label_task", "multi-label data has no task to choose",
                                       {"key": "task", "hint": "remove task: the labels are multi-hot"})
         if kind in ("csv", "parquet") and self.text is None:
-            for key in ("max_tokens", "output_sequence_length", "output_mode", "ngrams"):
+            for key in _TEXT_KEYS:
                 if key in self.model_fields_set:
                     raise PydanticCustomError(
                         "text_key", "'{key}' is a setting of the text columns' TextVectorization; this table has none",
