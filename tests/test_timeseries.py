@@ -111,6 +111,22 @@ def test_defaults_every_numeric_column_and_check_reads_only_the_header(tmp_path:
                                "(fix the value or remove the row)"
 
 
+def test_parquet_table_and_several_label_columns(tmp_path: Path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "series.parquet"
+    pq.write_table(pa.table({"when": [f"d{i}" for i in range(100)], "a": np.arange(100, dtype=np.int64),
+                             "b": np.arange(100) * 10.0}), path)
+    config = DatasetConfig(path=str(path), format="timeseries", label=["a", "b"], sequence_length=5, horizon=2)
+    assert data.describe(config).series["features"] == ["a", "b"]  # the text column is left out
+    splits = data.load(config, 0)
+    # the default test part: the last 0.2 of the rows; validation: 0.1 of the 80 before them
+    assert splits.info.sizes == {"train": 72 - 6, "validation": 8 - 6, "test": 20 - 6}
+    assert splits.info.notes == ["the last 0.2 of the rows are the test part (set dataset.test_split to choose)"]
+    np.testing.assert_array_equal(splits.train.y[:2], [[6, 60], [7, 70]])  # both labels, 2 rows after the window
+
+
 @pytest.mark.parametrize("keys, message", [
     ({"label": "nam"}, "dataset.label: {path} has no column 'nam'; its columns are: a, b, name (did you mean 'name'?)"),
     ({"label": "b", "features": ["a", "name"]},
