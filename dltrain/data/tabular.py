@@ -170,7 +170,8 @@ def _info(tab: Table, config: DatasetConfig, class_names: list[str] | None) -> D
         if len(tab.kinds) > 1:
             raise DataError(f"the text column '{tab.features[tab.kinds.index('text')].name}' gives token ids "
                             "(output_mode: int), which cannot be joined with other columns", key="dataset.text",
-                            hint="read one text column alone, or set output_mode: multi_hot (or tf_idf) with max_tokens")
+                            hint="read one text column alone, or set output_mode: multi_hot (or tf_idf) with "
+                                 "max_tokens")
         width = None
     for column, kind in zip(tab.features, tab.kinds):
         if kind == "number":
