@@ -73,7 +73,3 @@ def _number(cell: str) -> float:
     except ValueError:
         return float("nan")
 
-
-def multi_hot_text(y: np.ndarray, classes: list[str], separator: str = "|") -> list[str]:
-    """Each multi-hot row as its tags joined by `separator` (for reports and predictions)."""
-    return [separator.join(name for name, on in zip(classes, row) if on > 0.5) for row in y]
