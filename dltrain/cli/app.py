@@ -345,6 +345,7 @@ def predict(
     run_dir: Path = typer.Argument(..., help="A run folder made by `dltrain train`."),
     inputs: list[Path] = typer.Argument(..., metavar="INPUT...",
                                         help="Image files, a CSV (one example per row; by header for table "
+                                             "runs; a forecast for every full window of rows for time-series "
                                              "runs), an .npz/.npy of arrays, or .txt files (text runs)."),
     top_k: int = typer.Option(3, "--top-k", min=1, help="How many classes to show per input (classifiers)."),
     out_path: Optional[Path] = typer.Option(None, "--out", metavar="FILE.csv",
@@ -373,14 +374,19 @@ def predict(
         out.print(f"wrote {len(found.inputs)} predictions to {out_path}", markup=False, highlight=False, soft_wrap=True)
         return
     extra, beside = found.beside(table=True)  # with --model: the Keras model's answers beside the export's
-    if found.probabilities is not None:
+    if found.multi_label:  # the tags over 0.5, then the most probable tags with their probabilities
+        k = min(top_k, found.probabilities.shape[1])
+        table = Table("input", "tags", *[f"#{i}" for i in range(1, k + 1)], *extra)
+        for name, tags, top, more in zip(found.inputs, found.tags(), found.top(k), beside):
+            table.add_row(name, tags or "(none)", *format_top(top), *more)
+    elif found.probabilities is not None:
         k = min(top_k, found.probabilities.shape[1])
         table = Table("input", *(["prediction"] + [f"#{i}" for i in range(2, k + 1)]), *extra)
         for name, top, more in zip(found.inputs, found.top(k), beside):
             table.add_row(name, *format_top(top), *more)
     else:
         flat = found.outputs.reshape(len(found.outputs), -1)
-        table = Table("input", *(f"output_{i}" for i in range(flat.shape[1])), *extra)
+        table = Table("input", *found.columns(), *extra)
         for name, row, more in zip(found.inputs, flat, beside):
             table.add_row(name, *(f"{v:.4g}" for v in row), *more)
     _print_table(table)

@@ -25,6 +25,8 @@ ClassNames = Annotated[list[str], Field(min_length=2)]
 MaxTokens = Annotated[int, Field(ge=2)]
 Positive = Annotated[int, Field(ge=1)]
 OutputMode = Literal["int", "multi_hot", "count", "tf_idf"]
+# The keys of a TextVectorization (text folders, TFDS text, a table's `text:` columns).
+_TEXT_KEYS = ("max_tokens", "output_sequence_length", "output_mode", "ngrams")
 
 
 class SourceConfig(Section):
@@ -34,8 +36,10 @@ class SourceConfig(Section):
     path: str
     format: str | None = None
     features: str | list[str] | None = None
-    label: str | None = None
+    label: str | list[str] | None = None
     task: Task | None = None
+    label_separator: Annotated[str, Field(min_length=1)] | None = None
+    text: str | list[str] | None = None
     image_size: ImageSize | None = None
     color_mode: ColorMode | None = None
     interpolation: Interpolation | None = None
@@ -82,8 +86,18 @@ class DatasetConfig(Section):
     path: str | None = None
     # Arrays and tables: which arrays or columns hold the features and the labels.
     features: str | list[str] | None = None
-    label: str | None = None
+    # One column (or array); a list of 0/1 columns (multi-label) or of columns to forecast (timeseries).
+    label: str | list[str] | None = None
     task: Task | None = None
+    # Tables: the label column holds tags joined by this separator -> multi-hot labels, one class per tag.
+    label_separator: Annotated[str, Field(min_length=1)] | None = None
+    # Tables: string columns read as free text by a TextVectorization (the text keys below), not as categories.
+    text: str | list[str] | None = None
+    # Time series (keras.utils.timeseries_dataset_from_array's arguments), and how far ahead the label is.
+    sequence_length: Positive | None = None
+    sampling_rate: Positive | None = None
+    sequence_stride: Positive | None = None
+    horizon: int = Field(1, ge=0)
     validation_split: float = Field(0.1, ge=0.0, lt=1.0)
     # None: the source's own test split, else DEFAULT_TEST_SPLIT (the run's config.yaml then says so).
     test_split: float | None = Field(None, gt=0.0, lt=1.0)
@@ -152,8 +166,43 @@ class DatasetConfig(Section):
     def dump(self) -> dict[str, Any]:
         """Plain data without the keys of other sources (their defaults would read as if they applied)."""
         kind = self.kind
+        # A table without text columns has no TextVectorization: its keys would read as if they applied.
+        unused = _TEXT_KEYS if kind in ("csv", "parquet") and self.text is None else ()
         return {key: value for key, value in self.model_dump(mode="json").items()
-                if not (kind and SOURCE_KEYS.get(key) is not None and kind not in SOURCE_KEYS[key])}
+                if not (kind and SOURCE_KEYS.get(key) is not None and kind not in SOURCE_KEYS[key])
+                and key not in unused}
+
+    def _task_keys(self, kind: str) -> None:
+        """The keys of time series, tags and text columns that only make sense together."""
+        if kind == "timeseries":
+            if self.sequence_length is None:
+                raise PydanticCustomError("sequence_length", "a timeseries source needs sequence_length (rows per "
+                                          "window)", {"key": "format", "hint": "add e.g. 'sequence_length: 24' under "
+                                                                                "'dataset'"})
+            if self.label is None:
+                raise PydanticCustomError("series_label", "a timeseries source needs 'label', the column to forecast",
+                                          {"key": "format", "hint": "add 'label: <column>' under 'dataset'"})
+        if isinstance(self.label, list):
+            if kind not in ("csv", "parquet", "timeseries"):
+                raise PydanticCustomError("label_list", "a list of labels needs a table (csv, parquet or timeseries)",
+                                          {"key": "label", "hint": "name one array"})
+            if not self.label or len(set(self.label)) != len(self.label):
+                raise PydanticCustomError("label_list", "list each label column once, and at least one",
+                                          {"key": "label", "hint": "e.g. label: [cs.LG, cs.CV]"})
+            if self.label_separator is not None:
+                raise PydanticCustomError(
+                    "label_separator", "label_separator splits one tags column; 'label' is a list of 0/1 columns",
+                    {"key": "label_separator", "hint": "remove label_separator, or give label one column of tags"})
+        if (self.label_separator is not None or isinstance(self.label, list)) and self.task is not None \
+                and kind != "timeseries":
+            raise PydanticCustomError("multi_label_task", "multi-label data has no task to choose",
+                                      {"key": "task", "hint": "remove task: the labels are multi-hot"})
+        if kind in ("csv", "parquet") and self.text is None:
+            for key in _TEXT_KEYS:
+                if key in self.model_fields_set:
+                    raise PydanticCustomError(
+                        "text_key", "'{key}' is a setting of the text columns' TextVectorization; this table has none",
+                        {"key": key, "hint": "name the free-text columns in 'text: [...]', or remove it"})
 
     @model_validator(mode="after")
     def _source_keys(self) -> DatasetConfig:
@@ -179,7 +228,8 @@ class DatasetConfig(Section):
                     "source_key", "'{key}' does not apply to {where}",
                     {"key": key, "where": where,
                      "hint": f"remove it; it applies to: {', '.join(sorted(users))}"})
-        if kind == "text" and self.output_mode != "int" and self.max_tokens is None:
+        self._task_keys(kind)
+        if (kind == "text" or self.text) and self.output_mode != "int" and self.max_tokens is None:
             # The vector has one entry per vocabulary word; the model's layers are built on its length.
             raise PydanticCustomError(
                 "max_tokens", "output_mode '{mode}' needs max_tokens (the length of each text's vector)",

@@ -8,24 +8,31 @@ from pathlib import Path
 
 BUILTIN_NAMES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "imdb", "reuters", "california_housing")
 DATASET_NAMES = (*BUILTIN_NAMES, "synthetic")
-FORMATS = ("npz", "npy", "csv", "parquet", "images", "text", "tfds")
+FORMATS = ("npz", "npy", "csv", "parquet", "images", "text", "tfds", "timeseries")
 # Which sources each source-specific dataset key applies to ("path" formats and built-in names).
 SOURCE_KEYS: dict[str, set[str]] = {
     "input_shape": {"synthetic"},
     "num_classes": {"synthetic"},
-    "features": {"npz", "npy", "csv", "parquet"},
-    "label": {"npz", "npy", "csv", "parquet"},
+    "features": {"npz", "npy", "csv", "parquet", "timeseries"},
+    "label": {"npz", "npy", "csv", "parquet", "timeseries"},
+    "label_separator": {"csv", "parquet"},
+    "text": {"csv", "parquet"},
+    "sequence_length": {"timeseries"},
+    "sampling_rate": {"timeseries"},
+    "sequence_stride": {"timeseries"},
+    "horizon": {"timeseries"},
     "task": {"npz", "npy", "csv", "parquet"},
-    "test_split": {"npz", "npy", "csv", "parquet", "images", "text", "tfds", "california_housing", "reuters"},
+    "test_split": {"npz", "npy", "csv", "parquet", "images", "text", "tfds", "timeseries", "california_housing",
+                   "reuters"},
     "image_size": {"images", "tfds"},
     "color_mode": {"images"},
     "interpolation": {"images", "tfds"},
     "crop_to_aspect_ratio": {"images"},
     "class_names": {"text"},  # images too once data/images.py reads it (text.class_folders does the choosing)
-    "max_tokens": {"text", "tfds"},
-    "output_sequence_length": {"text", "tfds"},
-    "output_mode": {"text", "tfds"},
-    "ngrams": {"text", "tfds"},
+    "max_tokens": {"text", "tfds", "csv", "parquet"},
+    "output_sequence_length": {"text", "tfds", "csv", "parquet"},
+    "output_mode": {"text", "tfds", "csv", "parquet"},
+    "ngrams": {"text", "tfds", "csv", "parquet"},
     "num_words": {"imdb", "reuters"},
     "maxlen": {"imdb", "reuters"},
     "label_mode": {"cifar100"},

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from dltrain.config import BUILTIN_NAMES, DEFAULT_TEST_SPLIT, FORMATS, DatasetConfig, SourceConfig
-from dltrain.data.types import AnySplit, DatasetInfo, FileSplit, Split, Splits, feature_count
+from dltrain.data.types import AnySplit, DatasetInfo, FileSplit, Source, Split, Splits, feature_count
 from dltrain.errors import DataError
 
 # Each module has `describe(config) -> DatasetInfo` (cheap: no full read) and `read(config, seed) -> Source`.
@@ -22,6 +22,7 @@ _MODULES = {
     "images": "images",
     "text": "text",
     "tfds": "tfds",
+    "timeseries": "timeseries",
 }
 
 
@@ -49,6 +50,8 @@ def _nested(config: DatasetConfig, source: SourceConfig) -> DatasetConfig:
 
 def _read_other(config: DatasetConfig, source: SourceConfig, which: str, seed: int, info: DatasetInfo) -> AnySplit:
     other = _nested(config, source)
+    if info.multi_label:  # the training tags, in their order: another tag there is an error naming its row
+        other = other.model_copy(update={"class_names": info.class_names})
     try:
         read = source_module(other).read(other, seed)
     except DataError as error:
@@ -96,16 +99,30 @@ def _check_lengths(split: AnySplit, which: str) -> None:
 
 def _check_labels(split: AnySplit, info: DatasetInfo, which: str) -> None:
     y = split.y
-    if info.num_classes and len(y) and np.issubdtype(y.dtype, np.number) and (y.min() < 0 or y.max() >= info.num_classes):
+    if info.num_classes and not info.multi_label and len(y) and np.issubdtype(y.dtype, np.number) \
+            and (y.min() < 0 or y.max() >= info.num_classes):
         raise DataError(f"{which} labels range over {y.min()}..{y.max()}, outside 0..{info.num_classes - 1}",
                         key="dataset", hint=f"the dataset has {info.num_classes} classes; labels must be 0.."
                                             f"{info.num_classes - 1}")
+
+
+def _ordered(source: Source, config: DatasetConfig) -> Splits:
+    """The splits a source cut itself in time order: `train_size` and `test_size` keep their first windows."""
+    train, val, test, info = source.train, source.val, source.test, source.info
+    if config.train_size is not None:
+        train = train.take(slice(0, config.train_size))
+    if config.test_size is not None:
+        test = test.take(slice(0, config.test_size))
+    info.sizes = {"train": len(train), "validation": len(val) if val is not None else 0, "test": len(test)}
+    return Splits(train, val, test, info, source.preprocessing)
 
 
 def load(config: DatasetConfig, seed: int) -> Splits:
     """Read a dataset and split it: test and validation examples are carved deterministically from `seed`
     (`test_split`, `validation_split`), or read from explicit `test:` and `validation:` sources."""
     source = source_module(config).read(config, seed)
+    if source.ordered:
+        return _ordered(source, config)
     kind = config.kind
     info, train, test = source.info, source.train, source.test
     for which, split in (("train", train), ("test", test)):

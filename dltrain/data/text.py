@@ -91,20 +91,27 @@ def read(config: DatasetConfig, seed: int) -> Source:
     return Source(Split(x, np.asarray(labels, dtype=np.int64)), None, info, preprocessing(config))
 
 
+def vectorized(config: DatasetConfig, texts: Any, name: str | None = None) -> Any:
+    """A TextVectorization layer with the config's text keys, adapted on `texts` (the training texts)."""
+    import keras
+    import tensorflow as tf
+
+    vectorize = keras.layers.TextVectorization(
+        max_tokens=config.max_tokens, output_mode=config.output_mode,
+        output_sequence_length=config.output_sequence_length, ngrams=config.ngrams,
+        # A fixed vector length even when the vocabulary is smaller: describe() promised max_tokens.
+        pad_to_max_tokens=config.output_mode != "int", name=name)
+    vectorize.adapt(tf.data.Dataset.from_tensor_slices(texts).batch(1024))
+    return vectorize
+
+
 def preprocessing(config: DatasetConfig) -> Any:
     """A Preprocessing: a raw string input and a TextVectorization layer adapted on the training texts."""
 
     def build(train: Split) -> tuple[Any, Any]:
         import keras
-        import tensorflow as tf
 
         raw = keras.Input(shape=(), dtype="string", name=INPUT_NAME)
-        vectorize = keras.layers.TextVectorization(
-            max_tokens=config.max_tokens, output_mode=config.output_mode,
-            output_sequence_length=config.output_sequence_length, ngrams=config.ngrams,
-            # A fixed vector length even when the vocabulary is smaller: describe() promised max_tokens.
-            pad_to_max_tokens=config.output_mode != "int")
-        vectorize.adapt(tf.data.Dataset.from_tensor_slices(train.x).batch(1024))
-        return raw, vectorize(raw)
+        return raw, vectorized(config, train.x)(raw)
 
     return build

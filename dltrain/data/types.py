@@ -29,10 +29,17 @@ class DatasetInfo:
     test_split: float | None = None
     # training.class_weight as fit applies it, by class name (or index): written to dataset.json.
     class_weight: dict[str, float] | None = None
+    # Multi-hot labels: each of the num_classes tags is on or off (a sigmoid per class), not one class of many.
+    multi_label: bool = False
+    # A time series: the feature and label columns and the window settings that predict needs to cut windows.
+    series: dict[str, Any] | None = None
 
     @property
     def task(self) -> str:
-        """"classification" when the labels are class indices, else "regression"."""
+        """"classification" when the labels are class indices, "multilabel" for multi-hot labels, else
+        "regression" (forecasts included)."""
+        if self.multi_label:
+            return "multilabel"
         return "classification" if self.num_classes else "regression"
 
     def to_json(self) -> dict[str, Any]:
@@ -42,6 +49,8 @@ class DatasetInfo:
                      "sizes": self.sizes, "notes": self.notes}
         if self.class_weight is not None:
             described["class_weight"] = self.class_weight
+        if self.series is not None:
+            described["series"] = self.series
         return described
 
 
@@ -111,6 +120,9 @@ class Source:
     test: AnySplit | None
     info: DatasetInfo
     preprocessing: Preprocessing | None = None
+    # A source split in time order has cut its own validation split (None: none) and nothing is carved from it.
+    val: AnySplit | None = None
+    ordered: bool = False
 
 
 @dataclass

@@ -12,6 +12,8 @@ import numpy as np
 
 from dltrain.errors import RunError
 
+TAG_THRESHOLD = 0.5  # a multi-label run predicts the tags whose probability is over this
+
 
 @dataclass
 class Predictions:
@@ -24,6 +26,21 @@ class Predictions:
     notes: list[str] = field(default_factory=list)
     # With `--model FILE.onnx|.tflite`: the Keras model's predictions for the same inputs, shown beside.
     reference: Predictions | None = None
+    # Multi-label: `probabilities` are each tag's own (sigmoid), and a tag is predicted over TAG_THRESHOLD.
+    multi_label: bool = False
+    # Names of the output values (a forecast's label columns and horizon), else output_0, output_1, ...
+    output_columns: list[str] | None = None
+
+    def tags(self) -> list[str]:
+        """Each input's tags over TAG_THRESHOLD, joined by '|' (multi-label runs)."""
+        names = self.class_names or [str(i) for i in range(self.probabilities.shape[1])]
+        return ["|".join(name for name, p in zip(names, row) if p > TAG_THRESHOLD) for row in self.probabilities]
+
+    def columns(self) -> list[str]:
+        """The names of the output values."""
+        width = int(np.prod(self.outputs.shape[1:])) if self.outputs.ndim > 1 else 1
+        return self.output_columns if self.output_columns and len(self.output_columns) == width else [
+            f"output_{i}" for i in range(width)]
 
     def differences(self) -> np.ndarray:
         """Each input's largest absolute difference from the Keras model's outputs (needs `reference`)."""
@@ -46,7 +63,12 @@ class Predictions:
         out = io.StringIO()
         writer = csv.writer(out)
         head, cells = self.beside()
-        if self.probabilities is not None:
+        if self.multi_label:
+            names = self.class_names or [str(i) for i in range(self.probabilities.shape[1])]
+            writer.writerow(["input", "tags", *names, *head])
+            for name, tags, row, more in zip(self.inputs, self.tags(), self.probabilities, cells):
+                writer.writerow([name, tags, *(f"{p:.6g}" for p in row), *more])
+        elif self.probabilities is not None:
             names = self.class_names or [str(i) for i in range(self.probabilities.shape[1])]
             writer.writerow(["input", "predicted", "probability", *names, *head])
             for name, row, more in zip(self.inputs, self.probabilities, cells):
@@ -54,7 +76,7 @@ class Predictions:
                 writer.writerow([name, names[best], f"{row[best]:.6g}", *(f"{p:.6g}" for p in row), *more])
         else:
             flat = self.outputs.reshape(len(self.outputs), -1)
-            writer.writerow(["input", *(f"output_{i}" for i in range(flat.shape[1])), *head])
+            writer.writerow(["input", *self.columns(), *head])
             for name, row, more in zip(self.inputs, flat, cells):
                 writer.writerow([name, *(f"{v:.6g}" for v in row), *more])
         return out.getvalue()
@@ -72,10 +94,12 @@ class Predictions:
         return head, cells
 
 
-def class_probabilities(outputs: Any, num_classes: int | None, *, given: bool = False) -> tuple[np.ndarray | None, list[str]]:
+def class_probabilities(outputs: Any, num_classes: int | None, *, given: bool = False,
+                        multi_label: bool = False) -> tuple[np.ndarray | None, list[str]]:
     """A classifier's class probabilities from `model.predict` output (its first output with one column
     per class, or one sigmoid column for two classes); softmax is applied to logits. `given`: the outputs are
-    probabilities (an int8 export's do not sum to exactly 1), taken as they are."""
+    probabilities (an int8 export's do not sum to exactly 1), taken as they are. `multi_label`: each column is
+    its tag's own probability (sigmoid is applied to logits)."""
     if not num_classes:
         return None, []
     if isinstance(outputs, dict):
@@ -85,6 +109,11 @@ def class_probabilities(outputs: Any, num_classes: int | None, *, given: bool = 
         out = np.asarray(out, dtype=np.float64)
         if out.ndim != 2:
             continue
+        if out.shape[1] == num_classes and multi_label:
+            if given or (np.all(out >= 0) and np.all(out <= 1)):
+                return out, []
+            return 1 / (1 + np.exp(-out)), ["the model's outputs are not probabilities (logits?): shown as "
+                                            "sigmoid(outputs)"]
         if out.shape[1] == num_classes:
             if given or (np.all(out >= 0) and np.allclose(out.sum(axis=1), 1.0, atol=1e-3)):
                 return out, []
@@ -101,13 +130,19 @@ def class_probabilities(outputs: Any, num_classes: int | None, *, given: bool = 
 
 
 def predictions(names: list[str], outputs: Any, dataset: dict[str, Any], notes: list[str], *,
-                 given: bool = False) -> Predictions:
-    probabilities, more = class_probabilities(outputs, dataset.get("num_classes"), given=given)
+                given: bool = False) -> Predictions:
+    """The answers of a run (its dataset.json) from the model's outputs for the named inputs."""
+    multi_label = dataset.get("task") == "multilabel"
+    probabilities, more = class_probabilities(outputs, dataset.get("num_classes"), given=given,
+                                              multi_label=multi_label)
     if isinstance(outputs, dict):
         outputs = next(iter(outputs.values()))
     elif isinstance(outputs, (list, tuple)):
         outputs = outputs[0]
-    return Predictions(names, np.asarray(outputs), probabilities, dataset.get("class_names"), notes + more)
+    series = dataset.get("series")
+    columns = [f"{label} +{series['horizon']}" for label in series["labels"]] if series else None
+    return Predictions(names, np.asarray(outputs), probabilities, dataset.get("class_names"), notes + more,
+                       multi_label=multi_label and probabilities is not None, output_columns=columns)
 
 
 def format_top(top: list[tuple[str, float]]) -> list[str]:

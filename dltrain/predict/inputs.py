@@ -1,11 +1,12 @@
-"""Raw inputs -> model inputs: image files, a CSV of feature rows, arrays in an .npz / .npy file, text files."""
+"""Raw inputs -> model inputs: image files, a CSV of feature rows (or of a series' rows, cut into windows),
+arrays in an .npz / .npy file, text files."""
 
 from __future__ import annotations
 
 import csv
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import numpy as np
 
@@ -137,8 +138,10 @@ def read_inputs(paths: list[Path], shape: tuple[int, ...]) -> tuple[np.ndarray, 
     return np.concatenate(arrays).astype(np.float32), names, notes
 
 
-def read_named(paths: list[Path], inputs: dict[str, str]) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Rows of CSV or parquet files for a model with named raw inputs (one per column, by the header)."""
+def read_named(paths: list[Path], inputs: dict[str, str], texts: Collection[str] = ()) -> tuple[
+        dict[str, np.ndarray], list[str]]:
+    """Rows of CSV or parquet files for a model with named raw inputs (one per column, by the header; the
+    `texts` inputs take one string per row)."""
     from dltrain.data import named_columns
 
     parts: list[dict[str, np.ndarray]] = []
@@ -149,7 +152,25 @@ def read_named(paths: list[Path], inputs: dict[str, str]) -> tuple[dict[str, np.
         if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
             raise DataError(f"cannot read '{path}': the model takes named columns "
                             f"({', '.join(inputs)})", hint="give a .csv (or .parquet) file with a header row")
-        found, where = named_columns(path, inputs)
+        found, where = named_columns(path, inputs, texts)
         parts.append(found)
         names += [f"{path.name}:{where(i).split()[-1]}" for i in range(len(next(iter(found.values()))))]
     return {name: np.concatenate([part[name] for part in parts]) for name in inputs}, names
+
+
+def read_series(paths: list[Path], series: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
+    """Every full window of rows in CSV or parquet files, for a time-series run (its dataset.json `series`):
+    each file on its own, a window ending on every row from the first full one on."""
+    from dltrain.data import file_windows
+
+    arrays, names = [], []
+    for path in paths:
+        if not path.is_file():
+            raise DataError(f"input file '{path}' not found")
+        if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
+            raise DataError(f"cannot read '{path}': the model forecasts from rows of a table",
+                            hint="give a .csv (or .parquet) file with a header row and the run's columns")
+        x, where = file_windows(path, series)
+        arrays.append(x)
+        names += where
+    return np.concatenate(arrays), names

@@ -9,7 +9,7 @@ from typing import Any
 
 from dltrain import runs
 from dltrain.predict.answers import Predictions, predictions
-from dltrain.predict.inputs import read_inputs, read_named, read_texts
+from dltrain.predict.inputs import read_inputs, read_named, read_series, read_texts
 
 
 @dataclass
@@ -34,8 +34,12 @@ def read_run_inputs(run_dir: Path, inputs: list[Path], *, best: bool = False, tr
     model_file = runs.run_file(run_dir, runs.BEST_FILE if best else runs.MODEL_FILE)
     dataset = json.loads(runs.run_file(run_dir, runs.DATASET_FILE).read_text())
     model = load_model(model_file, loaded)
-    if dataset.get("features"):  # named raw inputs (table columns): read the rows by header
-        named, names = read_named(inputs, {t.name: t.dtype for t in model.inputs})
+    if dataset.get("series"):  # a forecaster: windows of rows, cut as the run cut them
+        x, names = read_series(inputs, dataset["series"])
+        notes = []
+    elif dataset.get("features"):  # named raw inputs (table columns): read the rows by header
+        texts = {t.name for t in model.inputs if t.dtype == "string" and len(t.shape) == 1}
+        named, names = read_named(inputs, {t.name: t.dtype for t in model.inputs}, texts)
         import tensorflow as tf
 
         x, notes = {name: tf.constant(array) for name, array in named.items()}, []

@@ -6,6 +6,7 @@
   best        best.keras by the monitored metric, across resumes
   envinfo     env.json: versions, device, git commit, config hash
   plots       PNG curves, confusion matrix, misclassified examples, run comparisons (matplotlib, Agg)
+  taskplots   forecasts against the truth (time series); per-class precision, recall, F1 (multi-label)
   overview    `dltrain runs`: summaries, sort, filter (no TensorFlow)
   comparison  `dltrain compare`: config differences and metrics side by side (no TensorFlow)
   tracking    optional MLflow tracking
@@ -25,6 +26,7 @@ from dltrain.runs.history import (best_epoch, higher_is_better, metric_names, pr
 from dltrain.runs.overview import SORT_KEYS, RunSummary, duration, run_summaries
 from dltrain.runs.plots import (draw_comparison, draw_curves, draw_test_plots, phase_starts, pyplot, save_figure,
                                 warm_up)
+from dltrain.runs.taskplots import PER_CLASS_FILE, draw_forecast, draw_per_class, per_class, write_per_class
 
 __getattr__ = lazy_face(__name__, {
     "BEST_FILE": "best", "BestModel": "best", "monitored": "best",
@@ -35,13 +37,14 @@ __getattr__ = lazy_face(__name__, {
     "check_tracking_installed": "tracking:check_installed",
 })
 
-__all__ = ["BEST_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "DATASET_FILE", "ENDED_STATES", "ENV_FILE", "HISTORY_FILE",
-           "METRICS_FILE", "MODEL_FILE", "PYTHONPATH_FILE", "SORT_KEYS", "STATES", "STATUS_FILE", "BestModel",
-           "Checkpoint", "Comparison", "EpochRecorder", "MlflowTracker", "NonFiniteWeights", "RunInfo", "RunSummary",
-           "atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "atomic_write_yaml",
-           "best_epoch", "changed_keys", "check_tracking_installed", "compare", "config_hash", "create_run",
-           "draw_comparison", "draw_curves", "draw_test_plots", "duration", "git_commit", "higher_is_better",
-           "list_runs", "load_checkpoint", "metric_names", "monitored", "phase_starts", "plot_comparison", "primary_metric",
-           "pyplot", "read_history", "read_metrics", "read_status", "record_env", "restore_checkpoint",
-           "resume_command", "run_file", "run_info", "run_summaries", "save_figure", "save_model",
-           "tracking_settings", "warm_up", "write_history", "write_status"]
+__all__ = ["BEST_FILE", "BestModel", "CHECKPOINT_FILE", "CONFIG_FILE", "Checkpoint", "Comparison", "DATASET_FILE",
+           "ENDED_STATES", "ENV_FILE", "EpochRecorder", "HISTORY_FILE", "METRICS_FILE", "MODEL_FILE",
+           "MlflowTracker", "NonFiniteWeights", "PER_CLASS_FILE", "PYTHONPATH_FILE", "RunInfo", "RunSummary",
+           "SORT_KEYS", "STATES", "STATUS_FILE", "atomic_path", "atomic_write_bytes", "atomic_write_json",
+           "atomic_write_text", "atomic_write_yaml", "best_epoch", "changed_keys", "check_tracking_installed",
+           "compare", "config_hash", "create_run", "draw_comparison", "draw_curves", "draw_forecast",
+           "draw_per_class", "draw_test_plots", "duration", "git_commit", "higher_is_better", "list_runs",
+           "load_checkpoint", "metric_names", "monitored", "per_class", "phase_starts", "plot_comparison",
+           "primary_metric", "pyplot", "read_history", "read_metrics", "read_status", "record_env",
+           "restore_checkpoint", "resume_command", "run_file", "run_info", "run_summaries", "save_figure",
+           "save_model", "tracking_settings", "warm_up", "write_history", "write_per_class", "write_status"]

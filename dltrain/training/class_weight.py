@@ -32,7 +32,7 @@ def balanced(y: Any, num_classes: int) -> list[float]:
 
 
 def class_weights(loaded: LoadedConfig, y: Any, num_classes: int | None, class_names: list[str] | None,
-                  outputs: list[str]) -> dict[int, float] | None:
+                  outputs: list[str], *, multi_label: bool = False) -> dict[int, float] | None:
     """`training.class_weight` as {class index: weight} for every class, or None when it is not set."""
     spec = loaded.config.training.class_weight
     if spec is None:
@@ -45,6 +45,9 @@ def class_weights(loaded: LoadedConfig, y: Any, num_classes: int | None, class_n
     if not num_classes:
         raise loaded.error(ConfigError, PATH, "class_weight needs classes, and the dataset's labels are not class "
                            "indices (a regression)", hint="remove training.class_weight")
+    if multi_label:  # Keras would weigh each example by the argmax of its multi-hot row: one tag of several
+        raise loaded.error(ConfigError, PATH, "class_weight needs one class per example, and these labels are "
+                           "multi-hot tags", hint="remove training.class_weight (weigh tags in the loss instead)")
     if spec == "balanced":
         return dict(enumerate(balanced(y, num_classes)))
     weights = dict.fromkeys(range(num_classes), 1.0)

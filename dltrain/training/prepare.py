@@ -80,7 +80,8 @@ def prepare(loaded: LoadedConfig) -> Prepared:
     if augmentation is not None:
         _check_augmentation(augmentation, loaded, splits)
     info = splits.info
-    weights = class_weights(loaded, splits.train.y, info.num_classes, info.class_names, list(model.output_names))
+    weights = class_weights(loaded, splits.train.y, info.num_classes, info.class_names, list(model.output_names),
+                            multi_label=info.multi_label)
     if weights is not None:
         info.class_weight = described(weights, info.class_names)
     return Prepared(model, splits, phases.build_callbacks(loaded, first), augmentation, distribution, weights)

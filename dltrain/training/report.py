@@ -156,9 +156,19 @@ class Drawing:
 
 def draw_test_plots(run_dir: Path, splits: data.Splits, outputs: Any) -> list[Path]:
     """Confusion matrix and misclassified examples of a classifier's test split, from the model's outputs
-    on it (nothing for other models)."""
+    on it; forecasts against the truth for a time series; per_class.csv and its bars for multi-label tags
+    (nothing for other models)."""
     info = splits.info
     labels = splits.test.y
+    if info.series is not None and len(labels):
+        return [runs.draw_forecast(run_dir, np.asarray(labels), _first(outputs), info.series["labels"],
+                                   info.series["horizon"])]
+    if info.multi_label and len(labels):
+        probabilities, _ = class_probabilities(outputs, info.num_classes, multi_label=True)
+        if probabilities is None:
+            return []
+        rows = runs.per_class(np.asarray(labels), probabilities, info.class_names)
+        return [runs.write_per_class(run_dir, rows), runs.draw_per_class(run_dir, rows)]
     if not info.num_classes or labels.ndim != 1 or not len(labels):
         return []
     probabilities, _ = class_probabilities(outputs, info.num_classes)
@@ -173,6 +183,15 @@ def draw_test_plots(run_dir: Path, splits: data.Splits, outputs: Any) -> list[Pa
     else:  # named features (table columns) and texts are not pictures: only the confusion matrix
         x = np.empty((len(labels), 0))
     return runs.draw_test_plots(run_dir, x, np.asarray(labels), probabilities, names)
+
+
+def _first(outputs: Any) -> np.ndarray:
+    """The first output of a model's outputs (one array, a list or a dict)."""
+    if isinstance(outputs, dict):
+        outputs = next(iter(outputs.values()))
+    elif isinstance(outputs, (list, tuple)):
+        outputs = outputs[0]
+    return np.asarray(outputs)
 
 
 class _Decoded:
