@@ -216,7 +216,8 @@ def test_an_export_answers_like_the_keras_model(servers):
 def test_table_rows_as_objects(servers):
     table = servers["table"]
     code, _, answer = table.predict({"instances": [{"size": 0.9, "colour": "red"}, {"size": 0.1, "colour": "blue"}]})
-    assert code == 200 and len(answer["predictions"]) == 2 and {t[0]["class"] for t in answer["top_k"]} <= {"big", "small"}
+    assert code == 200 and len(answer["predictions"]) == 2
+    assert {t[0]["class"] for t in answer["top_k"]} <= {"big", "small"}
     columns = table.predict({"inputs": {"size": [0.9, 0.1], "colour": ["red", "blue"]}})[2]
     assert np.allclose(columns["outputs"], answer["predictions"], atol=1e-6)
     assert table.predict({"instances": [{"size": 0.9}]})[2] == {
@@ -240,4 +241,25 @@ def test_serve_refuses_what_it_cannot_do(servers, monkeypatch):
     assert result.exit_code == 1
     lines = result.output.splitlines()
     assert lines[0].startswith("warning: --host 0.0.0.0 ")
-    assert lines[-1] == f"error: cannot listen on 0.0.0.0:{port}: Address already in use (choose another --port, or stop what uses it)"
+    assert lines[-1] == (f"error: cannot listen on 0.0.0.0:{port}: Address already in use "
+                         "(choose another --port, or stop what uses it)")
+
+
+def test_text_and_several_inputs_read_from_bodies():
+    """What the servers above do not take: raw text (a text run's string input) and a model of two inputs."""
+    from dltrain.errors import DataError
+    from dltrain.predict import Input, parse_body, read_request
+
+    text = [Input("review", "string", ())]
+    read = read_request(parse_body(b'{"instances": ["a fine film", {"b64": "bW92aW5n"}]}'), text)
+    assert read.arrays[0].tolist() == ["a fine film", "moving"] and read.rows == 2
+    with pytest.raises(DataError, match=r"^instances\[0\] is the number 3; input 'review' takes a string$"):
+        read_request({"instances": [3]}, text)
+    two = [Input("image", "float32", (2, 2)), Input("extra", "int64", (1,))]
+    read = read_request({"inputs": {"image": [[[1, 2], [3, 4]]], "extra": [[7]]}}, two)
+    assert [a.shape for a in read.arrays] == [(1, 2, 2), (1, 1)] and read.arrays[1].dtype == np.int64
+    with pytest.raises(DataError, match=r"holds numbers that are not integers; input 'extra' takes"):
+        read_request({"instances": [{"image": [[1, 2], [3, 4]], "extra": 1.5}]}, two)
+    with pytest.raises(DataError, match=r"^instances\[0\] is a list of 2; expected an object with the model's "
+                                        r"inputs image, extra$"):
+        read_request({"instances": [[1, 2]]}, two)

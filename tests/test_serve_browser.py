@@ -13,7 +13,8 @@ from serving import Server, b64, png, tiles, train_tiles
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install 'dltrain[test]' installs Playwright")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason="needs Debian's chromium (apt-get install chromium)")
 
 
 def test_the_page_shows_the_top_classes_of_an_image(tmp_path: Path):

@@ -216,7 +216,8 @@ def _what(value: Any) -> str:
         return f"the string {_cut(value)!r}"
     if isinstance(value, list):
         return "an empty list" if not value else f"a list of {len(value)}"
-    return {"object": "an object", "null": "null", "boolean": f"{value}".lower()}.get(_kind(value), f"the {_kind(value)} {value}")
+    kind = _kind(value)
+    return {"object": "an object", "null": "null", "boolean": f"{value}".lower()}.get(kind, f"the {kind} {value}")
 
 
 def _cut(value: Any) -> str:

@@ -4,28 +4,40 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import json
 import re
 import time
 from typing import Any, AsyncIterator
 
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
 from dltrain.errors import DltrainError
+from dltrain.serve.batching import Batcher, QueueFull
+from dltrain.serve.metrics import Metrics
+from dltrain.serve.page import page
+from dltrain.serve.served import Served
 
 # /v1/models/NAME[/versions/N | /labels/L][/metadata | :predict]
 _ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
                     r"(?P<rest>/metadata|:[A-Za-z]+)?$")
 
 
-def make_app(served: Any, batcher: Any, metrics: Any, *, max_body: int, api_key: str | None) -> Any:
-    """The Starlette app serving `served` (a dltrain.serve.model.Served) through `batcher`."""
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import HTMLResponse, JSONResponse, Response
-    from starlette.routing import Route
+class JSONResponse(Response):
+    """JSON as TF Serving writes it: NaN and Infinity allowed in numbers (Starlette's own refuses them)."""
 
-    from dltrain.serve.batching import QueueFull
-    from dltrain.serve.page import page
+    media_type = "application/json"
 
-    def error(status: int, message: str, **headers: str) -> JSONResponse:
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode()
+
+
+def make_app(served: Served, batcher: Batcher, metrics: Metrics, *, max_body: int, api_key: str | None) -> Any:
+    """The ASGI app serving `served` through `batcher`, every request counted in `metrics` and, with `api_key`,
+    refused without it."""
+    def error(status: int, message: str, **headers: str) -> Response:
         return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
     page_html = page(served.name, served.page_model())
@@ -42,10 +54,9 @@ def make_app(served: Any, batcher: Any, metrics: Any, *, max_body: int, api_key:
         if found is None:
             return error(404, f"no such route: {request.url.path}")
         name, rest = found["name"], found["rest"] or ""
-        if name != served.name or (found["version"] not in (None, served.version)) or \
-                (found["label"] is not None):
-            spec = f"version {found['version']}" if found["version"] else \
-                f"label {found['label']}" if found["label"] else "Latest"
+        if name != served.name or found["version"] not in (None, served.version) or found["label"] is not None:
+            spec = (f"version {found['version']}" if found["version"] else
+                    f"label {found['label']}" if found["label"] else "Latest")
             return error(404, f"Servable not found for request: {spec}({name}); this server serves "
                          f"'{served.name}' version {served.version}")
         if rest == ":predict":
@@ -82,18 +93,23 @@ def make_app(served: Any, batcher: Any, metrics: Any, *, max_body: int, api_key:
     async def not_found(request: Request, exc: Exception) -> Response:
         return error(404, f"no such route: {request.url.path}; try /v1/models/{served.name}")
 
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return error(405, f"{request.method} is not allowed on {request.url.path}", Allow="GET")
+
     async def failed(request: Request, exc: Exception) -> Response:
         return error(500, f"internal error: {_first_line(exc)}")
 
     routes = [Route("/", home), Route("/metrics", show_metrics),
               Route("/v1/models/{path:path}", models, methods=["GET", "POST"])]
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         batcher.start()
         yield
         await batcher.stop()  # uvicorn gets here after the connections in flight have had their answers
 
-    app = Starlette(routes=routes, exception_handlers={404: not_found, Exception: failed}, lifespan=lifespan)
+    handlers = {404: not_found, 405: not_allowed, Exception: failed}
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
     return _Guard(app, metrics, api_key)
 
 

@@ -76,7 +76,10 @@ function imageForm(input) {
   drop.onclick = () => file.click();
   drop.ondragover = e => { e.preventDefault(); drop.classList.add("over"); };
   drop.ondragleave = () => drop.classList.remove("over");
-  drop.ondrop = e => { e.preventDefault(); drop.classList.remove("over"); if (e.dataTransfer.files[0]) use(e.dataTransfer.files[0]); };
+  drop.ondrop = e => {
+    e.preventDefault(); drop.classList.remove("over");
+    if (e.dataTransfer.files[0]) use(e.dataTransfer.files[0]);
+  };
   file.onchange = () => { if (file.files[0]) use(file.files[0]); };
   function use(f) {
     const reader = new FileReader();
@@ -112,13 +115,17 @@ function rowForm(inputs) {
 function arrayForm(input) {
   const area = el("textarea", {id: "array", placeholder: "A JSON array of shape " + JSON.stringify(input.shape)});
   const go = el("button", {id: "send"}, "Predict");
-  go.onclick = () => { try { send(JSON.parse(area.value)); } catch (e) { error.textContent = "not JSON: " + e.message; } };
+  go.onclick = () => {
+    let value;
+    try { value = JSON.parse(area.value); } catch (e) { error.textContent = "not JSON: " + e.message; return; }
+    send(value);
+  };
   form.append(area, go);
 }
 const first = M.inputs[0];
 if (M.inputs.length === 1 && first.image) imageForm(first);
 else if (M.inputs.length === 1 && first.dtype === "string") textForm(first);
-else if (M.inputs.every(i => i.dtype === "string" || i.shape.length === 0 || (i.shape.length === 1 && i.shape[0] === 1))) rowForm(M.inputs);
+else if (M.inputs.every(i => i.shape.length === 0 || (i.shape.length === 1 && i.shape[0] === 1))) rowForm(M.inputs);
 else arrayForm(first);
 </script></body></html>
 """

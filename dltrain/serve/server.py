@@ -1,4 +1,4 @@
-"""`dltrain serve`: listen on host:port, load the model, answer until SIGTERM or Ctrl-C, then drain and return."""
+"""`dltrain serve`: bind host:port, load the model, listen and answer until SIGTERM or Ctrl-C, then drain and return."""
 
 from __future__ import annotations
 
@@ -48,18 +48,23 @@ def api_key(variable: str | None) -> str | None:
     key = os.environ.get(variable)
     if not key:
         raise ServeError(f"--api-key-env {variable}: the environment variable {variable} is "
-                         f"{'empty' if key == '' else 'not set'}", hint=f"export {variable}=<key> before starting the server")
+                         f"{'empty' if key == '' else 'not set'}",
+                         hint=f"export {variable}=<key> before starting the server")
     return key
 
 
 def serve(run_dir: Path, options: ServeOptions, *, best: bool = False, model_path: Path | None = None,
-          name: str | None = None, trust_code: bool = False, ready: Callable[[str, Any], None] = lambda url, m: None) -> None:
+          name: str | None = None, trust_code: bool = False,
+          ready: Callable[[str, Any], None] = lambda url, served: None) -> None:
     """Serve the run's model until SIGTERM or SIGINT; the requests in flight are answered before it returns.
     `ready(url, served)` is called once the model is loaded, just before requests are taken."""
     key = api_key(options.api_key_env)
-    sock = listen(options.host, options.port)  # before the model loads: a taken port fails at once
+    # Bound before the model loads, so that a taken port fails at once; listening only once it is loaded, so that
+    # a client (or a TCP readiness probe) is refused rather than kept waiting while it loads.
+    sock = bind(options.host, options.port)
     try:
-        _run(sock, options, key, run_dir=run_dir, best=best, model_path=model_path, name=name, trust_code=trust_code, ready=ready)
+        _run(sock, options, key, run_dir=run_dir, best=best, model_path=model_path, name=name, trust_code=trust_code,
+             ready=ready)
     finally:
         sock.close()
 
@@ -90,12 +95,13 @@ def _run(sock: socket.socket, options: ServeOptions, key: str | None, *, ready: 
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A listening socket on host:port, or a ServeError saying why not."""
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (uvicorn listens on it), or a ServeError saying why not."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except socket.gaierror as error:
-        raise ServeError(f"cannot listen on {host}: {error.strerror}", hint="give --host an address or a host name") from None
+        raise ServeError(f"cannot listen on {host}: {error.strerror}",
+                         hint="give --host an address or a host name") from None
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -104,5 +110,4 @@ def listen(host: str, port: int) -> socket.socket:
         sock.close()
         raise ServeError(f"cannot listen on {host}:{port}: {error.strerror}",
                          hint="choose another --port, or stop what uses it") from None
-    sock.listen(2048)
     return sock
