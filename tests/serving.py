@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -90,24 +91,26 @@ class Server:
         self.key = key
         self.base = f"http://127.0.0.1:{self.port}"
         environment = {**os.environ, "PYTHONPATH": str(ROOT), "DLTRAIN_OFFLINE": "1", **(env or {})}
+        # Files, not pipes: a server's log never fills a pipe nobody reads and blocks it.
+        self._out, self._err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "dltrain", "serve", str(run), "--port", str(self.port), *map(str, args)],
-            env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            env=environment, stdout=self._out, stderr=self._err, text=True)
 
     def wait(self, timeout: float = 120) -> Server:
         """Return once the server answers its status route."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                out, err = self.process.communicate()
-                raise AssertionError(f"the server exited with {self.process.returncode}: {out}{err}")
+                raise AssertionError(f"the server exited with {self.process.returncode}: {self.output()}")
             try:
                 if self.get(f"/v1/models/{self.name}", timeout=2)[0] == 200:
                     return self
             except OSError:
                 pass
             time.sleep(0.2)
-        raise AssertionError("the server did not answer in time")
+        self.kill()
+        raise AssertionError(f"the server did not answer in time: {self.output()}")
 
     def request(self, method: str, path: str, body: bytes | None = None, *, headers: dict[str, str] | None = None,
                 key: str | None = "", timeout: float = 60) -> tuple[int, dict[str, str], Any]:
@@ -135,12 +138,26 @@ class Server:
     def metrics(self) -> str:
         return self.get("/metrics")[2]
 
+    def output(self) -> tuple[str, str]:
+        """What the process wrote so far: (stdout, stderr)."""
+        texts = []
+        for file in (self._out, self._err):
+            file.seek(0)
+            texts.append(file.read())
+        return texts[0], texts[1]
+
     def stop(self, timeout: float = 60) -> tuple[int, str, str]:
         """SIGTERM, then (exit status, stdout, stderr)."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        out, err = self.process.communicate(timeout=timeout)
-        return self.process.returncode, out, err
+        self.process.wait(timeout)
+        return (self.process.returncode, *self.output())
+
+    def kill(self) -> None:
+        """End the process if it still runs (a test that failed before stopping it)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
 
 def metric(text: str, name: str, **labels: str) -> float:

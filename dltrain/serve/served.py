@@ -8,8 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from dltrain.predict import (Input, LoadedRun, Request, answer_body, load_run, output_names, parse_body, predictions,
-                             read_request)
+from dltrain.predict import Input, LoadedRun, Request, answer_body, load_run, parse_body, predictions, read_request
 
 TOP_K = 5  # classes listed per example, unless the request says ?top_k=K
 
@@ -30,7 +29,8 @@ class Served:
         self.source = source
         self.inputs: list[Input] = run.inputs()
         self.aliases = run.aliases()
-        self.outputs = output_names(run.model)
+        # Named as Keras's SavedModel export names them, so that TF Serving on the export answers alike.
+        self.outputs = [f"output_{i}" for i in range(len(run.model.outputs))]
 
     def read(self, body: bytes) -> Request:
         """A predict request's body as arrays (a DataError says what the model cannot take)."""
