@@ -49,7 +49,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory):
     started = {
         "main": Server(run, "--api-key-env", "TEST_SERVE_KEY", "--max-batch", "16", "--batch-timeout-ms", "20",
                        "--max-body-mb", "1", key=KEY, env={"TEST_SERVE_KEY": KEY}),
-        "held": Server(run, "--max-queue", "4", "--batch-timeout-ms", "1500", "--model-name", "held", name="held"),
+        "held": Server(run, "--max-queue", "4", "--batch-timeout-ms", "2000", "--model-name", "held", name="held"),
     }
     try:
         table_root = root / "table"
@@ -195,7 +195,10 @@ def test_a_full_queue_is_503_then_sigterm_drains(servers):
     # Requests held in the batch window when SIGTERM arrives are answered before the process exits 0.
     with ThreadPoolExecutor(3) as pool:
         pending = [pool.submit(held.predict, {"instances": [x[i].tolist()]}) for i in range(3)]
-        time.sleep(0.5)
+        deadline = time.monotonic() + 30
+        while (metric(held.metrics(), "dltrain_serve_queue_depth") < 3 and not all(f.done() for f in pending)
+               and time.monotonic() < deadline):
+            time.sleep(0.05)  # until the server holds all three, waiting for their batch (2 s)
         code, out, err = held.stop()
         assert [f.result()[0] for f in pending] == [200, 200, 200]
     assert code == 0, err
@@ -208,7 +211,15 @@ def test_an_export_answers_like_the_keras_model(servers):
     code, _, exported = servers["export"].predict({"instances": x.tolist()})
     assert code == 200 and np.allclose(exported["predictions"], keras_answer["predictions"], atol=1e-5)
     assert exported["top_k"][0][0]["class"] == keras_answer["top_k"][0][0]["class"]
-    assert servers["export"].get("/v1/models/exported/metadata")[2]["dltrain"]["model"].endswith("savedmodel")
+    meta = servers["export"].get("/v1/models/exported/metadata")[2]
+    assert meta["dltrain"]["model"].endswith("savedmodel")
+    # TF Serving would read the same names from the export's own signature.
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(str(servers["run"] / "export" / "savedmodel")).signatures["serving_default"]
+    served = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert list(signature.structured_input_signature[1]) == list(served["inputs"]) == ["input"]
+    assert list(signature.structured_outputs) == list(served["outputs"]) == ["output_0"]
 
 
 def test_table_rows_as_objects(servers):
