@@ -116,6 +116,7 @@ def test_rows_columns_and_images_answer_as_predict_does(servers, tmp_path: Path)
 BAD = [
     (b'{"instances": [1, 2', 400, "malformed JSON: Expecting ',' delimiter at line 1 column 20 "
                                  '(send a JSON object such as {"instances": [...]})'),
+    (b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "malformed JSON: nested too deeply"),
     (b'[1, 2]', 400, 'the body is a JSON array; expected an object (send {"instances": [...]} (one item per '
                      'example) or {"inputs": ...})'),
     (b'{"instances": []}', 400, '"instances" is an empty list; expected a non-empty list, one item per example'),
@@ -132,7 +133,8 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("body, code, message", BAD, ids=["json", "array", "empty", "shape", "dtype", "b64", "image"])
+@pytest.mark.parametrize("body, code, message", BAD,
+                         ids=["json", "deep", "array", "empty", "shape", "dtype", "b64", "image"])
 def test_bad_inputs_are_400_with_one_line(servers, body, code, message):
     got, _, answer = servers["main"].predict(body)
     assert got == code and answer["error"].startswith(message) and "\n" not in answer["error"]
@@ -147,6 +149,10 @@ def test_limits_key_and_methods(servers):
         sock.sendall(f"POST /v1/models/tiles:predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
                      f"Content-Length: {64 * 2**20}\r\n\r\n".encode())
         assert sock.recv(4096).startswith(b"HTTP/1.1 413 ")
+    # A small file that decodes to a huge image (a PNG of one colour compresses about 1000:1) is refused.
+    code, _, answer = main.predict({"instances": [b64(png(np.zeros((5000, 5000))))]})
+    assert (code, answer) == (400, {"error": "image instances[0] is 5000x5000 pixels, more than the 16,777,216 "
+                                             "taken (send it at the model's size, 8x8)"})
     wrong = {"error": "missing or wrong API key: send the header Authorization: Bearer <key>"}
     for key in (None, "guess", KEY + "x"):
         assert main.get("/v1/models/tiles", key=key)[::2] == (401, wrong)

@@ -61,7 +61,10 @@ def parse_body(body: bytes) -> Any:
     except json.JSONDecodeError as error:
         raise DataError(f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}",
                         hint='send a JSON object such as {"instances": [...]}') from None
-    except (RecursionError, UnicodeDecodeError, ValueError) as error:
+    except RecursionError:
+        raise DataError("malformed JSON: nested too deeply",
+                        hint='send a JSON object such as {"instances": [...]}') from None
+    except (UnicodeDecodeError, ValueError) as error:
         raise DataError(f"malformed JSON: {type(error).__name__}",
                         hint='send a UTF-8 JSON object such as {"instances": [...]}') from None
 
