@@ -136,6 +136,7 @@ FLOORS = [
     ["distribute"],                 # tf.distribute around a fit
     ["training"],                   # prepare -> fit -> finish, resume, evaluate
     ["export"],                     # formats, each checked against the Keras model
+    ["serve"],                      # the HTTP server, on predict (and export's runtimes)
     ["sweep"],                      # many runs from one config
     ["cli"],                        # the thin Typer app
 ]

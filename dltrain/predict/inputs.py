@@ -4,6 +4,7 @@ arrays in an .npz / .npy file, text files."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any, Collection
@@ -30,24 +31,31 @@ def _fit_shape(array: np.ndarray, shape: tuple[int, ...], source: str) -> np.nda
                     hint=f"give examples of shape {shape} (or rows of {size} values)")
 
 
-def read_image(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, bool]:
-    """An image file as one example of `shape` (grayscale, RGB or RGBA, resized if needed); and whether it was
-    resized."""
+def read_image(source: Path | bytes, shape: tuple[int, ...], *, name: str | None = None,
+               max_pixels: int | None = None) -> tuple[np.ndarray, bool]:
+    """An image file (a path, or a file's bytes from a request) as one example of `shape` (grayscale, RGB or
+    RGBA, resized if needed); and whether it was resized. `max_pixels` refuses images that decode larger."""
     from PIL import Image, UnidentifiedImageError
 
+    name = name or str(source)
     if len(shape) not in (2, 3) or (len(shape) == 3 and shape[-1] not in (1, 3, 4)):
-        raise DataError(f"{path}: the model takes inputs of shape {shape}, not images",
+        raise DataError(f"{name}: the model takes inputs of shape {shape}, not images",
                         hint="give a CSV or an .npz file instead")
     mode = {3: "RGB", 4: "RGBA"}.get(shape[-1], "L") if len(shape) == 3 else "L"
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            if max_pixels is not None and image.width * image.height > max_pixels:
+                raise DataError(f"image {name} is {image.width}x{image.height} pixels, more than the "
+                                f"{max_pixels:,} taken", hint=f"send it at the model's size, {shape[1]}x{shape[0]}")
             image = image.convert(mode)
             resized = image.size != (shape[1], shape[0])
             if resized:
                 image = image.resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
             pixels = np.asarray(image, dtype=np.float32)
-    except (OSError, UnidentifiedImageError) as error:
-        raise DataError(f"cannot read image {path}: {error}") from None
+    except UnidentifiedImageError:
+        raise DataError(f"cannot read image {name}: not an image file Pillow knows (PNG, JPEG, ...)") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise DataError(f"cannot read image {name}: {error}") from None
     return pixels.reshape(shape), resized
 
 
