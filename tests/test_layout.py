@@ -136,7 +136,7 @@ FLOORS = [
     ["distribute"],                 # tf.distribute around a fit
     ["training"],                   # prepare -> fit -> finish, resume, evaluate
     ["export"],                     # formats, each checked against the Keras model
-    ["sweep"],                      # many runs from one config
+    ["sweep", "cv"],                # many runs from one config
     ["cli"],                        # the thin Typer app
 ]
 SHARED = {"dltrain", "dltrain.__main__", "dltrain.errors", "dltrain.backend", "dltrain.trust", "dltrain.load"}

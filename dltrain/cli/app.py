@@ -14,6 +14,8 @@ from rich.table import Table
 # What the commands share lives in kit.py; the names below are the ones the commands were written with.
 from dltrain.cli.kit import SetOption, TrustOption, err, errors_to_exit as _errors_to_exit, out, \
     print_table as _print_table
+from dltrain.cli.cv import cv
+from dltrain.cli.lr_find import lr_find
 from dltrain.cli.sweep import sweep
 
 app = typer.Typer(
@@ -378,6 +380,8 @@ def predict(
 
 
 app.command()(sweep)
+app.command()(cv)
+app.command(name="lr-find")(lr_find)
 
 
 @app.command()

@@ -27,6 +27,8 @@ class DatasetInfo:
     # The test_split carved because the config gave none and the source has no test split (the run's
     # config.yaml records it); None otherwise.
     test_split: float | None = None
+    # The cross-validation fold the validation split is ({index, folds, stratified}); None without one.
+    fold: dict[str, Any] | None = None
 
     @property
     def task(self) -> str:
@@ -37,7 +39,7 @@ class DatasetInfo:
         """A JSON-ready description (stored as dataset.json in the run folder)."""
         return {"name": self.name, "task": self.task, "input_shape": list(self.input_shape),
                 "num_classes": self.num_classes, "class_names": self.class_names, "features": self.features,
-                "sizes": self.sizes, "notes": self.notes}
+                "sizes": self.sizes, "notes": self.notes, **({"fold": self.fold} if self.fold else {})}
 
 
 def take_features(x: Features, index: Any) -> Features:

@@ -9,6 +9,7 @@
   overview    `dltrain runs`: summaries, sort, filter (no TensorFlow)
   comparison  `dltrain compare`: config differences and metrics side by side (no TensorFlow)
   tracking    optional MLflow tracking
+  workers     worker processes that run the runs of one folder (a sweep's trials, a cv's folds): locks, logs, signals
 
 The names below are the stage's public face; those whose modules import Keras load on first use.
 """
@@ -23,6 +24,8 @@ from dltrain.runs.folders import (CONFIG_FILE, DATASET_FILE, ENDED_STATES, HISTO
 from dltrain.runs.history import (best_epoch, higher_is_better, metric_names, primary_metric, read_history,
                                   read_metrics)
 from dltrain.runs.overview import SORT_KEYS, RunSummary, duration, run_summaries
+from dltrain.runs.workers import (LOGS_DIR, hold_lock, spawn_worker, try_lock, wait_workers, worker_log_tail,
+                                  worker_main)
 from dltrain.runs.plots import draw_comparison, draw_curves, draw_test_plots, pyplot, save_figure, warm_up
 
 __getattr__ = lazy_face(__name__, {
@@ -34,7 +37,8 @@ __getattr__ = lazy_face(__name__, {
     "check_tracking_installed": "tracking:check_installed",
 })
 
-__all__ = ["BEST_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "DATASET_FILE", "ENDED_STATES", "ENV_FILE", "HISTORY_FILE",
+__all__ = ["LOGS_DIR", "hold_lock", "spawn_worker", "try_lock", "wait_workers", "worker_log_tail", "worker_main",
+           "BEST_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "DATASET_FILE", "ENDED_STATES", "ENV_FILE", "HISTORY_FILE",
            "METRICS_FILE", "MODEL_FILE", "PYTHONPATH_FILE", "SORT_KEYS", "STATES", "STATUS_FILE", "BestModel",
            "Checkpoint", "Comparison", "EpochRecorder", "MlflowTracker", "NonFiniteWeights", "RunInfo", "RunSummary",
            "atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "atomic_write_yaml",

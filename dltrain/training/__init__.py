@@ -5,6 +5,7 @@
   finish    test, save, metrics.json, report
   resume    continue from the last checkpoint
   evaluate  score a saved model outside training
+  lr_find   the learning-rate range test (`dltrain lr-find`): rates rising per step, the steepest descent
   report    what a run records besides checkpoints: overrides, env, summary, TensorBoard, best.keras, plots
   what runs inside fit: guard (signals, non-finite loss), progress (Rich bars), threads (TensorFlow's pools),
   fused (the fused batch-norm kernel), scoring (one pass over the test split)
@@ -14,6 +15,7 @@ Importing this face imports TensorFlow: the CLI imports it inside the commands t
 
 from dltrain.training.evaluate import evaluate
 from dltrain.training.fused import fuse_batch_norm
+from dltrain.training.lr_find import LrFindError, LrFindResult, find_learning_rate
 from dltrain.training.guard import Guard, StopRequested
 from dltrain.training.prepare import Prepared, prepare
 from dltrain.training.progress import RichProgress
@@ -23,5 +25,5 @@ from dltrain.training.resume import resume
 from dltrain.training.scoring import score
 from dltrain.training.train import train
 
-__all__ = ["OVERRIDES_FILE", "Drawing", "Guard", "Prepared", "RichProgress", "StopRequested", "TrainResult",
+__all__ = ["LrFindError", "LrFindResult", "find_learning_rate", "OVERRIDES_FILE", "Drawing", "Guard", "Prepared", "RichProgress", "StopRequested", "TrainResult",
            "TrainingError", "evaluate", "fuse_batch_norm", "prepare", "redraw", "resume", "score", "train"]
