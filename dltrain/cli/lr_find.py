@@ -11,6 +11,28 @@ import typer
 from dltrain.cli.kit import SetOption, TrustOption, err, errors_to_exit, out
 
 
+class _Bar:
+    """A progress bar over the test's steps, shown from the first step (nothing before, if the config fails)."""
+
+    def __init__(self) -> None:
+        self.progress = None
+        self.task = None
+
+    def update(self, step: int, total: int) -> None:
+        if self.progress is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.progress = Progress(TextColumn("range test"), BarColumn(), MofNCompleteColumn(), console=err,
+                                     transient=True)
+            self.progress.start()
+            self.task = self.progress.add_task("steps", total=total)
+        self.progress.update(self.task, completed=step)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
 @errors_to_exit
 def lr_find(
     config: Path = typer.Argument(..., help="The YAML config file."),
@@ -30,16 +52,13 @@ def lr_find(
     loaded = load_config(config, set_ or [], trust_code=trust_code)
     from dltrain.training import find_learning_rate
 
-    if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        with Progress(TextColumn("range test"), BarColumn(), MofNCompleteColumn(), console=err,
-                      transient=True) as bar:
-            task = bar.add_task("steps", total=steps)
-            result = find_learning_rate(loaded, output_dir, min_lr=min_lr, max_lr=max_lr, steps=steps,
-                                        step_done=lambda step, total: bar.update(task, completed=step))
-    else:
-        result = find_learning_rate(loaded, output_dir, min_lr=min_lr, max_lr=max_lr, steps=steps)
+    bar = _Bar() if progress else None
+    try:
+        result = find_learning_rate(loaded, output_dir, min_lr=min_lr, max_lr=max_lr, steps=steps,
+                                    step_done=bar.update if bar is not None else lambda step, total: None)
+    finally:
+        if bar is not None:
+            bar.close()
     for note in result.notes:
         err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     say = dict(markup=False, highlight=False, soft_wrap=True)

@@ -27,6 +27,8 @@ DEFAULT_MIN_LR = 1e-7
 DEFAULT_MAX_LR = 10.0
 # The first steps' average is mostly bias correction: the search for the steepest descent skips this share.
 SKIP_START = 0.1
+# The share of the steps the slope of the smoothed loss is measured over.
+SLOPE_WINDOW = 0.05
 CSV_FILE = "lr_find.csv"
 PNG_FILE = "lr_find.png"
 JSON_FILE = "lr_find.json"
@@ -89,18 +91,26 @@ def smoothed(losses: list[float], beta: float = BETA) -> list[float]:
 
 
 def steepest(lrs: list[float], smooth: list[float]) -> float | None:
-    """The rate where the smoothed loss falls fastest against log(lr), before its minimum; None when it never fell."""
-    end = int(np.nanargmin(smooth)) + 1 if np.isfinite(smooth).any() else 0
-    start = min(int(len(smooth) * SKIP_START), max(0, end - 3))
-    if end - start < 3:
+    """The rate where the smoothed loss falls fastest against log(lr), before its minimum; None when it never fell.
+
+    The slope is taken over a window of 1/20 of the steps (step to step it is mostly noise); the rate is the
+    window's middle."""
+    if not np.isfinite(smooth).any():
         return None
-    slope = np.gradient(np.asarray(smooth[start:end]), np.log(np.asarray(lrs[start:end])))
+    end = int(np.nanargmin(smooth)) + 1
+    window = max(1, round(len(smooth) * SLOPE_WINDOW))
+    start = min(int(len(smooth) * SKIP_START), max(0, end - window - 1))
+    s, x = np.asarray(smooth[start:end]), np.log(np.asarray(lrs[start:end]))
+    if len(s) <= window:
+        return None
+    slope = (s[window:] - s[:-window]) / (x[window:] - x[:-window])
     best = int(np.argmin(slope))
-    return float(lrs[start + best]) if slope[best] < 0 else None
+    return float(lrs[start + best + window // 2]) if slope[best] < 0 else None
 
 
-def _rate_spec(loaded: LoadedConfig, min_lr: float) -> tuple[str, list[str]]:
-    """The --set key of the config's learning rate; a schedule in the config is replaced by `min_lr` (notes say so)."""
+def rate_setting(loaded: LoadedConfig, min_lr: float) -> tuple[str, list[str]]:
+    """The --set key of the config's learning rate, as the config wrote its optimizer; the optimizer's rate (a
+    schedule included: the notes say so) becomes `min_lr`, which the test then raises step by step."""
     spec = loaded.config.optimizer
     notes: list[str] = []
     if isinstance(spec, str):  # `adam`: --set turns the bare name into {adam: {learning_rate: ...}}
@@ -191,7 +201,7 @@ def find_learning_rate(loaded: LoadedConfig, output_dir: Path = Path("outputs"),
     if steps < 5:
         raise LrFindError(f"--steps {steps} is too few to see the loss fall", hint="give at least 5 (default 100)")
     loaded.config.sweep = None
-    set_key, notes = _rate_spec(loaded, min_lr)
+    set_key, notes = rate_setting(loaded, min_lr)
     if loaded.config.training.callbacks:
         notes.append("the config's callbacks are not used by the test")
     rows, stop = run_test(loaded, min_lr=min_lr, max_lr=max_lr, steps=steps, step_done=step_done)
