@@ -62,7 +62,7 @@ def test_it_stops_when_the_smoothed_loss_passes_four_times_its_minimum(found):
     last = smooth[-1]
     assert not math.isfinite(last) or last > 4 * min(smooth[:-1])
     assert all(s <= 4 * min(smooth[: i + 1]) for i, s in enumerate(smooth[:-1]))  # not earlier
-    assert f"stopped: the smoothed loss passed 4x its minimum" in found[2] or "stopped: the loss became" in found[2]
+    assert "stopped: the smoothed loss passed 4x its minimum" in found[2] or "stopped: the loss became" in found[2]
 
 
 def test_the_suggestion_is_the_steepest_descent_within_the_range(found):

@@ -50,5 +50,4 @@ def cv(
         if name.startswith("val_") and name in result.stats:
             shown = result.stats[name]
             out.print(f"{name}: {shown['mean']:.4f} ± {shown['std']:.4f}", markup=False, highlight=False)
-    out.print(f"results: {result.path / 'cv.json'}, {result.path / 'cv.csv'}", markup=False, highlight=False,
-              soft_wrap=True)
+    out.print(f"results: {', '.join(str(p) for p in result.files)}", markup=False, highlight=False, soft_wrap=True)

@@ -32,6 +32,11 @@ class CvResult:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def files(self) -> list[Path]:
+        """cv.json and cv.csv."""
+        return [self.path / summary.CV_JSON, self.path / summary.CV_CSV]
+
+    @property
     def columns(self) -> list[str]:
         """The metric columns of the table."""
         return summary.columns(self.rows)
@@ -150,6 +155,10 @@ def _in_process(cv: CvFolder, session: str, *, progress: bool, tell: Callable[[s
     except RunInterrupted as stop:
         raise RunInterrupted(f"{stop}; {cv.folds - len(cv.left())} of {cv.folds} folds done",
                              signal_number=stop.signal_number, hint=f"resume with: {cv.resume_command}") from None
+    except KeyboardInterrupt:  # Ctrl-C while a fold was loading its data or saving: nothing half-written
+        raise RunInterrupted(f"stopped by SIGINT between folds' steps; {cv.folds - len(cv.left())} of {cv.folds} "
+                             "folds done", signal_number=int(signal.SIGINT),
+                             hint=f"resume with: {cv.resume_command}") from None
 
 
 def _in_workers(cv: CvFolder, session: str, count: int, *, tell: Callable[[str], None]) -> None:

@@ -8,7 +8,6 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from dltrain import runs
 
