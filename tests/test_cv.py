@@ -157,13 +157,18 @@ def test_a_fold_index_beyond_the_folds_is_a_config_error(write_config):
     assert "dataset.fold.index" in result.stderr and "fold 4 does not exist: there are 3 folds" in result.stderr
 
 
-def test_two_workers_give_the_same_folds(done, tmp_path: Path):
-    config = done[0] / "cv.yaml"
-    result = cli("cv", config, "--folds", 3, "--workers", 2, "--output-dir", tmp_path, "--no-progress")
+def test_two_workers_finish_two_folds_with_the_same_figures(done, tmp_path: Path):
+    cv_dir = tmp_path / done[0].name
+    shutil.copytree(done[0], cv_dir)
+    for index in (2, 3):
+        shutil.rmtree(cv_dir / f"fold-{index}")
+    (cv_dir / "cv.json").unlink()
+    result = cli("cv", cv_dir / "cv.yaml", "--resume", cv_dir, "--workers", 2, "--no-progress")
     assert result.exit_code == 0, result.output
-    cv_dir = cv_folder(result.stdout)
-    assert sorted(p.name for p in (cv_dir / "logs").iterdir()) == ["worker-1.log", "worker-2.log"]
-    assert sorted(re.findall(r"^fold (\d) of 3: finished", result.stderr, re.M)) == ["1", "2", "3"]
+    logs = sorted((cv_dir / "logs").iterdir())
+    assert [p.name for p in logs] == ["worker-1.log", "worker-2.log"]
+    assert all("no fold left; this worker ran 1" in p.read_text() for p in logs)  # one fold each, in parallel
+    assert sorted(re.findall(r"^fold (\d) of 3: finished", result.stderr, re.M)) == ["2", "3"]
     ran = [json.loads((done[0] / "cv.json").read_text()), json.loads((cv_dir / "cv.json").read_text())]
     assert ran[0]["runs"] == ran[1]["runs"] and ran[0]["metrics"] == ran[1]["metrics"]
 
