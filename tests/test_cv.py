@@ -116,7 +116,7 @@ def test_resume_trains_only_the_missing_fold(done, tmp_path: Path):
     result = cli("cv", cv_dir / "cv.yaml", "--resume", cv_dir, "--no-progress")
     assert result.exit_code == 0, result.output
     assert "2 of 3 folds already done; running 1\n" in result.stderr
-    assert re.findall(r"^fold (\d) of 3: training", result.stderr, re.M) == ["2"]
+    assert re.findall(r"^fold (\d) of 3: (\w+)", result.stderr, re.M) == [("2", "training"), ("2", "finished")]
     assert {i: (cv_dir / f"fold-{i}" / "metrics.json").stat().st_mtime_ns for i in (1, 3)} == kept
     after = json.loads((cv_dir / "cv.json").read_text())
     assert after["runs"] == before["runs"]  # the same fold, the same seed: the same figures
@@ -197,7 +197,8 @@ def test_a_fold_killed_mid_training_resumes_from_its_checkpoint(tmp_path: Path):
     assert not (cv_dir / "fold-2").exists()
     result = cli("cv", tmp_path / "slow.yaml", "--resume", cv_dir, "--no-progress")
     assert result.exit_code == 0, result.output
-    assert re.findall(r"^fold (\d) of 2: (\w+)", result.stderr, re.M) == [("1", "resuming"), ("2", "training")]
+    assert re.findall(r"^fold (\d) of 2: (\w+)", result.stderr, re.M) == \
+        [("1", "resuming"), ("1", "finished"), ("2", "training"), ("2", "finished")]
     history = (cv_dir / "fold-1" / "history.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in history] == ["epoch", "1", "2", "3"]
     assert len(json.loads((cv_dir / "fold-1" / "env.json").read_text())["resumes"]) == 1

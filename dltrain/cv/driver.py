@@ -151,7 +151,7 @@ def _in_process(cv: CvFolder, session: str, *, progress: bool, tell: Callable[[s
     from dltrain.cv.fold import run_folds
 
     try:
-        run_folds(cv, session, progress=progress, tell=tell)
+        run_folds(cv, session, progress=progress, tell=tell, ended=lambda i: tell(_ended(cv, i, cv.state(i))))
     except RunInterrupted as stop:
         raise RunInterrupted(f"{stop}; {cv.folds - len(cv.left())} of {cv.folds} folds done",
                              signal_number=stop.signal_number, hint=f"resume with: {cv.resume_command}") from None

@@ -27,8 +27,10 @@ def run_fold(cv_dir: Path, index: int, folds: int, base_name: str, *, trust_code
     train(loaded, cv_dir, progress=progress, folder_name=run_dir.name)
 
 
-def run_folds(cv: CvFolder, session: str, *, progress: bool, tell: Callable[[str], None] = lambda text: None) -> int:
-    """Claim and run, once each in this `session`, the folds not done; return how many ran.
+def run_folds(cv: CvFolder, session: str, *, progress: bool, tell: Callable[[str], None] = lambda text: None,
+              ended: Callable[[int], None] = lambda index: None) -> int:
+    """Claim and run, once each in this `session`, the folds not done (`ended` is told each one that ended);
+    return how many ran.
 
     A fold that fails is told and left (the others go on; --resume tries it again); a signal stops at once."""
     claims = cv.path / CLAIMS_DIR
@@ -50,6 +52,7 @@ def run_folds(cv: CvFolder, session: str, *, progress: bool, tell: Callable[[str
             ran += 1
             try:
                 run_fold(cv.path, index, cv.folds, cv.loaded.config.name, trust_code=cv.trust_code, progress=progress)
+                ended(index)
             except RunInterrupted:
                 raise
             except DltrainError as error:
