@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, SYNTHETIC, cli
+from conftest import ROOT, SYNTHETIC, cli, signal_while_finishing
 from dltrain.config import DatasetConfig
 from dltrain.data import assign_folds, load
 
@@ -171,6 +171,18 @@ def test_two_workers_finish_two_folds_with_the_same_figures(done, tmp_path: Path
     assert sorted(re.findall(r"^fold (\d) of 3: finished", result.stderr, re.M)) == ["2", "3"]
     ran = [json.loads((done[0] / "cv.json").read_text()), json.loads((cv_dir / "cv.json").read_text())]
     assert ran[0]["runs"] == ran[1]["runs"] and ran[0]["metrics"] == ran[1]["metrics"]
+
+
+def test_a_signal_while_a_fold_finishes_stops_before_the_next_fold(done, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch):
+    signal_while_finishing(monkeypatch, signal.SIGTERM)
+    result = cli("cv", done[0] / "cv.yaml", "--folds", 3, "--output-dir", tmp_path, "--no-progress")
+    assert result.exit_code == 143, result.output
+    cv_dir = cv_folder(result.stdout)
+    assert (cv_dir / "fold-1" / "metrics.json").is_file() and not (cv_dir / "fold-2").exists()
+    assert "interrupted: stopped by SIGTERM while fold 1 was finishing (it finished); 1 of 3 folds done" \
+        in result.stderr
+    assert f"resume with: dltrain cv {cv_dir / 'cv.yaml'} --resume {cv_dir}" in result.stderr
 
 
 @pytest.mark.slow

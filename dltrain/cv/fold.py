@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Callable
 
@@ -13,18 +14,18 @@ from dltrain.errors import DltrainError, RunInterrupted
 from dltrain.runs import try_lock
 
 
-def run_fold(cv_dir: Path, index: int, folds: int, base_name: str, *, trust_code: bool, progress: bool) -> None:
-    """Train fold `index` into its run folder, or continue it from its last checkpoint."""
+def run_fold(cv_dir: Path, index: int, folds: int, base_name: str, *, trust_code: bool, progress: bool) -> int | None:
+    """Train fold `index` into its run folder, or continue it from its last checkpoint; the signal (SIGINT,
+    SIGTERM) that arrived while it was finishing, if one did: no fold should start after it."""
     from dltrain.load import load_config
     from dltrain.training import resume, train
 
     run_dir = cv_dir / fold_name(index)
     if fold_state(run_dir) != "missing":
-        resume(run_dir, progress=progress, trust_code=trust_code)
-        return
+        return resume(run_dir, progress=progress, trust_code=trust_code).late_signal
     shutil.rmtree(run_dir, ignore_errors=True)  # made by a process killed before it wrote the fold's config
     loaded = load_config(cv_dir / SNAPSHOT_FILE, fold_overrides(base_name, index, folds), trust_code=trust_code)
-    train(loaded, cv_dir, progress=progress, folder_name=run_dir.name)
+    return train(loaded, cv_dir, progress=progress, folder_name=run_dir.name).late_signal
 
 
 def run_folds(cv: CvFolder, session: str, *, progress: bool, tell: Callable[[str], None] = lambda text: None,
@@ -51,7 +52,8 @@ def run_folds(cv: CvFolder, session: str, *, progress: bool, tell: Callable[[str
                  f"({cv.fold_dir(index)})")
             ran += 1
             try:
-                run_fold(cv.path, index, cv.folds, cv.loaded.config.name, trust_code=cv.trust_code, progress=progress)
+                late = run_fold(cv.path, index, cv.folds, cv.loaded.config.name, trust_code=cv.trust_code,
+                                progress=progress)
                 ended(index)
             except RunInterrupted:
                 raise
@@ -59,6 +61,10 @@ def run_folds(cv: CvFolder, session: str, *, progress: bool, tell: Callable[[str
                 if fold_state(cv.fold_dir(index)) == "missing":
                     raise  # nothing trained: every fold would fail alike (the data, the model)
                 tell(f"fold {index} of {cv.folds}: {error}")
+                continue
+            if late is not None:
+                raise RunInterrupted(f"stopped by {signal.Signals(late).name} while fold {index} was finishing "
+                                     "(it finished)", signal_number=late)
         finally:
             os.close(fd)
     return ran
