@@ -137,7 +137,7 @@ FLOORS = [
     ["training"],                   # prepare -> fit -> finish, resume, evaluate
     ["export"],                     # formats, each checked against the Keras model
     ["serve"],                      # the HTTP server, on predict (and export's runtimes)
-    ["sweep"],                      # many runs from one config
+    ["sweep", "cv"],                # many runs from one config
     ["cli"],                        # the thin Typer app
 ]
 SHARED = {"dltrain", "dltrain.__main__", "dltrain.errors", "dltrain.backend", "dltrain.trust", "dltrain.load"}

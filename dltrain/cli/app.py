@@ -15,6 +15,8 @@ from rich.table import Table
 from dltrain.cli.kit import SetOption, TrustOption, err, errors_to_exit as _errors_to_exit, out, \
     print_table as _print_table
 from dltrain.cli.serve import serve
+from dltrain.cli.cv import cv
+from dltrain.cli.lr_find import lr_find
 from dltrain.cli.sweep import sweep
 
 app = typer.Typer(
@@ -395,6 +397,8 @@ def predict(
 
 app.command()(sweep)
 app.command()(serve)
+app.command()(cv)
+app.command(name="lr-find")(lr_find)
 
 
 @app.command()

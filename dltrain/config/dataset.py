@@ -73,6 +73,23 @@ def _check_format(value: str | None) -> str | None:
     return value
 
 
+class FoldConfig(Section):
+    """One fold of a cross-validation (`dltrain cv` sets it): the training split is cut into `folds` parts,
+    stratified by class for a classification, drawn from the seed; the run validates on part `index` (from 1)
+    and trains on the others. It takes validation_split's place; the test split is carved as without it."""
+
+    index: int = Field(ge=1)
+    folds: int = Field(ge=2)
+
+    @model_validator(mode="after")
+    def _index_within(self) -> FoldConfig:
+        if self.index > self.folds:
+            raise PydanticCustomError("fold_index", "fold {index} does not exist: there are {folds} folds",
+                                      {"key": "index", "index": self.index, "folds": self.folds,
+                                       "hint": f"give an index from 1 to {self.folds}"})
+        return self
+
+
 class DatasetConfig(Section):
     """Where the examples come from and how they are split: a built-in `name`, or `path` + `format`.
 
@@ -103,6 +120,8 @@ class DatasetConfig(Section):
     test_split: float | None = Field(None, gt=0.0, lt=1.0)
     validation: SourceConfig | None = None
     test: SourceConfig | None = None
+    # Cross-validation: validate on this fold of the training split instead of carving validation_split.
+    fold: FoldConfig | None = None
     data_dir: str | None = None
     train_size: int | None = Field(None, ge=1)
     test_size: int | None = Field(None, ge=1)
@@ -170,7 +189,8 @@ class DatasetConfig(Section):
         unused = _TEXT_KEYS if kind in ("csv", "parquet") and self.text is None else ()
         return {key: value for key, value in self.model_dump(mode="json").items()
                 if not (kind and SOURCE_KEYS.get(key) is not None and kind not in SOURCE_KEYS[key])
-                and key not in unused}
+                and key not in unused
+                and not (key == "validation_split" and self.fold is not None)}  # the fold takes its place
 
     def _task_keys(self, kind: str) -> None:
         """The keys of time series, tags and text columns that only make sense together."""
@@ -237,6 +257,10 @@ class DatasetConfig(Section):
         if self.validation is not None and "validation_split" in self.model_fields_set:
             raise PydanticCustomError("validation_twice", "give either 'validation_split' or 'validation', not both",
                                       {"key": "validation", "hint": "'validation' is a source of its own; remove 'validation_split'"})
+        if self.fold is not None and self.validation is not None:
+            raise PydanticCustomError("fold_validation", "a fold validates on part of the training split, but "
+                                      "'validation' reads a source of its own",
+                                      {"key": "fold", "hint": "remove 'validation' (or 'fold')"})
         if self.test is not None and self.test_split is not None:
             raise PydanticCustomError("test_twice", "give either 'test_split' or 'test', not both",
                                       {"key": "test", "hint": "'test' is a source of its own; remove 'test_split'"})

@@ -38,7 +38,7 @@ SOURCE_KEYS: dict[str, set[str]] = {
     "label_mode": {"cifar100"},
     "validation": {"npz", "npy", "csv", "parquet", "images", "text"},
     "test": {"npz", "npy", "csv", "parquet", "images", "text"},
-    "train_size": None, "test_size": None,
+    "train_size": None, "test_size": None, "fold": None,
 }
 SUFFIX_FORMATS = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # those image_dataset_from_directory reads

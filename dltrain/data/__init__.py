@@ -6,6 +6,7 @@ from dltrain.data.builtins import DATA_ENV, OFFLINE_ENV, read_idx, search_dirs
 from dltrain.data.columns import input_name, named_columns
 from dltrain.data.pipeline import (cache_file, check_memory_cache, damaged, examples, in_memory, is_data_error, tensors,
                                    to_dataset)
+from dltrain.data.folds import assign_folds
 from dltrain.data.sources import describe, load, same_test_split
 from dltrain.data.timeseries import file_windows
 from dltrain.data.types import AnySplit, DatasetInfo, FileSplit, Preprocessing, Source, Split, Splits
@@ -16,8 +17,8 @@ __getattr__ = lazy_face(__name__, {
     "fit_datasets": "feed", "scoring_batch_size": "feed", "targets": "feed", "EpochRandomness": "epochs",
 })
 
-__all__ = ["EpochRandomness", "FitData", "MAX_SCORING_BATCH", "augment_batch", "evaluation_dataset", "fit_datasets",
-           "file_windows", "input_name", "named_columns", "same_test_split", "scoring_batch_size", "targets",
-           "DATA_ENV", "OFFLINE_ENV", "AnySplit", "DatasetInfo", "FileSplit", "Preprocessing", "Source", "Split",
-           "Splits", "cache_file", "check_memory_cache", "damaged", "describe", "examples", "in_memory", "is_data_error", "load", "read_idx",
-           "search_dirs", "tensors", "to_dataset"]
+__all__ = ["AnySplit", "DATA_ENV", "DatasetInfo", "EpochRandomness", "FileSplit", "FitData", "MAX_SCORING_BATCH",
+           "OFFLINE_ENV", "Preprocessing", "Source", "Split", "Splits", "assign_folds", "augment_batch",
+           "cache_file", "check_memory_cache", "damaged", "describe", "evaluation_dataset", "examples",
+           "file_windows", "fit_datasets", "in_memory", "input_name", "is_data_error", "load", "named_columns",
+           "read_idx", "same_test_split", "scoring_batch_size", "search_dirs", "targets", "tensors", "to_dataset"]

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from dltrain.config import BUILTIN_NAMES, DEFAULT_TEST_SPLIT, FORMATS, DatasetConfig, SourceConfig
+from dltrain.data.folds import split_fold, stratifiable
 from dltrain.data.types import AnySplit, DatasetInfo, FileSplit, Source, Split, Splits, feature_count
 from dltrain.errors import DataError
 
@@ -117,11 +118,27 @@ def _ordered(source: Source, config: DatasetConfig) -> Splits:
     return Splits(train, val, test, info, source.preprocessing)
 
 
+def _fold(train: AnySplit, config: DatasetConfig, seed: int, info: DatasetInfo) -> tuple[AnySplit, AnySplit]:
+    """(training, validation) of the config's cross-validation fold; an empty fold is an error."""
+    index, folds = config.fold.index, config.fold.folds
+    if len(train) < folds:
+        raise DataError(f"the training split has {len(train)} examples, too few for {folds} folds",
+                        key="dataset.fold.folds", hint="use fewer folds, or more examples")
+    stratified = stratifiable(train.y, info.num_classes)
+    info.fold = {"index": index, "folds": folds, "stratified": stratified}
+    return split_fold(train, index, folds, seed, info.num_classes)
+
+
 def load(config: DatasetConfig, seed: int) -> Splits:
     """Read a dataset and split it: test and validation examples are carved deterministically from `seed`
-    (`test_split`, `validation_split`), or read from explicit `test:` and `validation:` sources."""
+    (`test_split`, `validation_split` or a cross-validation `fold`), or read from explicit `test:` and
+    `validation:` sources."""
     source = source_module(config).read(config, seed)
     if source.ordered:
+        if config.fold is not None:  # a shuffled fold would validate on rows before the ones trained on
+            raise DataError(f"'{source.info.name}' is split in time order; cross-validation folds would train on "
+                            "rows after the ones they validate on", key="dataset.fold",
+                            hint="use dltrain train: its validation part is the rows before the test part")
         return _ordered(source, config)
     kind = config.kind
     info, train, test = source.info, source.train, source.test
@@ -149,6 +166,8 @@ def load(config: DatasetConfig, seed: int) -> Splits:
                         hint="add examples, or a 'test:' source with its own path")
     if config.validation is not None:
         val = _read_other(config, config.validation, "validation", seed, info)
+    elif config.fold is not None:
+        train, val = _fold(train, config, seed, info)
     else:
         train, val = _carve(train, config.validation_split, np.random.default_rng(seed))
     if config.test_size is not None and kind != "synthetic":

@@ -33,6 +33,8 @@ class DatasetInfo:
     multi_label: bool = False
     # A time series: the feature and label columns and the window settings that predict needs to cut windows.
     series: dict[str, Any] | None = None
+    # The cross-validation fold the validation split is ({index, folds, stratified}); None without one.
+    fold: dict[str, Any] | None = None
 
     @property
     def task(self) -> str:
@@ -51,6 +53,8 @@ class DatasetInfo:
             described["class_weight"] = self.class_weight
         if self.series is not None:
             described["series"] = self.series
+        if self.fold:
+            described["fold"] = self.fold
         return described
 
 

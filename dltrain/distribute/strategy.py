@@ -80,10 +80,10 @@ class Distribution:
         if self.replicas > 1 and model.steps_per_execution > 1 and not keras_fix.applied():
             model.steps_per_execution = 1
 
-    def new_run_folder(self, output_dir: Path, name: str) -> Path:
-        """The chief's new run folder; another worker's temporary folder, outside `output_dir`."""
+    def new_run_folder(self, output_dir: Path, name: str, exact: str | None = None) -> Path:
+        """The chief's new run folder (`exact`: its name); another worker's temporary folder, outside `output_dir`."""
         if self.is_chief:
-            return runs.create_run(output_dir, name)
+            return runs.create_run(output_dir, name, exact=exact)
         return self._temporary()
 
     def work_folder(self, run_dir: Path) -> Path:

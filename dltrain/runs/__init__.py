@@ -10,6 +10,7 @@
   overview    `dltrain runs`: summaries, sort, filter (no TensorFlow)
   comparison  `dltrain compare`: config differences and metrics side by side (no TensorFlow)
   tracking    optional MLflow tracking
+  workers     worker processes that run the runs of one folder (a sweep's trials, a cv's folds): locks, logs, signals
 
 The names below are the stage's public face; those whose modules import Keras load on first use.
 """
@@ -27,6 +28,8 @@ from dltrain.runs.overview import SORT_KEYS, RunSummary, duration, run_summaries
 from dltrain.runs.plots import (draw_comparison, draw_curves, draw_test_plots, phase_starts, pyplot, save_figure,
                                 warm_up)
 from dltrain.runs.taskplots import PER_CLASS_FILE, draw_forecast, draw_per_class, per_class, write_per_class
+from dltrain.runs.workers import (LOGS_DIR, hold_lock, spawn_worker, try_lock, wait_workers, worker_log_tail,
+                                  worker_main)
 
 __getattr__ = lazy_face(__name__, {
     "BEST_FILE": "best", "BestModel": "best", "monitored": "best",
@@ -38,13 +41,14 @@ __getattr__ = lazy_face(__name__, {
 })
 
 __all__ = ["BEST_FILE", "BestModel", "CHECKPOINT_FILE", "CONFIG_FILE", "Checkpoint", "Comparison", "DATASET_FILE",
-           "ENDED_STATES", "ENV_FILE", "EpochRecorder", "HISTORY_FILE", "METRICS_FILE", "MODEL_FILE",
+           "ENDED_STATES", "ENV_FILE", "EpochRecorder", "HISTORY_FILE", "LOGS_DIR", "METRICS_FILE", "MODEL_FILE",
            "MlflowTracker", "NonFiniteWeights", "PER_CLASS_FILE", "PYTHONPATH_FILE", "RunInfo", "RunSummary",
            "SORT_KEYS", "STATES", "STATUS_FILE", "atomic_path", "atomic_write_bytes", "atomic_write_json",
            "atomic_write_text", "atomic_write_yaml", "best_epoch", "changed_keys", "check_tracking_installed",
            "compare", "config_hash", "create_run", "draw_comparison", "draw_curves", "draw_forecast",
-           "draw_per_class", "draw_test_plots", "duration", "git_commit", "higher_is_better", "list_runs",
-           "load_checkpoint", "metric_names", "monitored", "per_class", "phase_starts", "plot_comparison",
-           "primary_metric", "pyplot", "read_history", "read_metrics", "read_status", "record_env",
-           "restore_checkpoint", "resume_command", "run_file", "run_info", "run_summaries", "save_figure",
-           "save_model", "tracking_settings", "warm_up", "write_history", "write_per_class", "write_status"]
+           "draw_per_class", "draw_test_plots", "duration", "git_commit", "higher_is_better", "hold_lock",
+           "list_runs", "load_checkpoint", "metric_names", "monitored", "per_class", "phase_starts",
+           "plot_comparison", "primary_metric", "pyplot", "read_history", "read_metrics", "read_status",
+           "record_env", "restore_checkpoint", "resume_command", "run_file", "run_info", "run_summaries",
+           "save_figure", "save_model", "spawn_worker", "tracking_settings", "try_lock", "wait_workers", "warm_up",
+           "worker_log_tail", "worker_main", "write_history", "write_per_class", "write_status"]

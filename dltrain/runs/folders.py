@@ -32,9 +32,16 @@ STATES = ("running", "finished", "interrupted", "failed", "diverged", "pruned")
 ENDED_STATES = ("finished", "failed", "diverged", "pruned")
 
 
-def create_run(output_dir: Path, name: str) -> Path:
-    """Create `output_dir/<name>-<timestamp>`; an existing folder is never reused."""
+def create_run(output_dir: Path, name: str, *, exact: str | None = None) -> Path:
+    """Create `output_dir/<name>-<timestamp>` (or `output_dir/<exact>`); an existing folder is never reused."""
     output_dir.mkdir(parents=True, exist_ok=True)
+    if exact is not None:
+        try:
+            (output_dir / exact).mkdir()
+        except FileExistsError:
+            raise RunError(f"run folder '{output_dir / exact}' exists already",
+                           hint="a run folder is never overwritten: move it away, or resume it") from None
+        return output_dir / exact
     stem = f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     for attempt in range(1, 1000):
         path = output_dir / (stem if attempt == 1 else f"{stem}-{attempt}")

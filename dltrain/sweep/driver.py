@@ -7,14 +7,11 @@ A sweep folder holds `sweep.yaml` (the config every trial starts from, its sweep
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shlex
 import shutil
 import signal
 import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +28,6 @@ from dltrain.sweep.study import STUDY_ATTR, SweepError, create_or_join, finished
 from dltrain.sweep.trial import SNAPSHOT_FILE
 from dltrain.trust import require_trust
 
-LOGS_DIR = "logs"
 LOCK_FILE = ".sweep.lock"
 # Looking at the study twice a second keeps the live view current for a few ms of CPU a look.
 POLL_S = 0.5
@@ -212,31 +208,8 @@ def _read_snapshot(folder: Path) -> dict[str, Any]:
 
 def _hold_lock(folder: Path) -> int:
     """The sweep folder's lock, held while its workers run: a second `dltrain sweep` on it is refused."""
-    fd = os.open(folder / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise SweepError(f"sweep '{folder}' is still running in another process",
-                         hint="wait for it, or stop it (Ctrl-C) and resume") from None
-    return fd
-
-
-def _spawn(folder: Path, index: int, *, trust_code: bool) -> subprocess.Popen:
-    (folder / LOGS_DIR).mkdir(exist_ok=True)
-    command = [sys.executable, "-m", "dltrain.sweep.worker", str(folder), "--parent", str(os.getpid())]
-    with open(folder / LOGS_DIR / f"worker-{index}.log", "ab") as log:
-        # A session of its own: Ctrl-C reaches the workers once, forwarded by this process.
-        return subprocess.Popen(command + (["--trust-code"] if trust_code else []), stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return ""
-    return lines[-1].strip() if lines else ""
+    return runs.hold_lock(folder / LOCK_FILE, lambda: SweepError(
+        f"sweep '{folder}' is still running in another process", hint="wait for it, or stop it (Ctrl-C) and resume"))
 
 
 def run(sweep: Sweep, *, workers: int = 1, progress: bool = True) -> SweepResult:
@@ -247,36 +220,24 @@ def run(sweep: Sweep, *, workers: int = 1, progress: bool = True) -> SweepResult
     config = sweep.loaded.config
     goal, metric = config.sweep.metric.goal, config.sweep.metric.name
     left = sweep.total - finished_count(sweep.study.get_trials(deepcopy=False))
-    procs = [_spawn(sweep.path, i + 1, trust_code=sweep.loaded.trust_code) for i in range(min(workers, left))]
-    stopped: list[int] = []
-
-    def forward(signum: int, frame: Any) -> None:
-        stopped.append(signum)
-        for proc in procs:  # a second signal is forwarded too: the workers then end at once
-            if proc.poll() is None:
-                proc.send_signal(signum)
-
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    procs = [runs.spawn_worker("dltrain.sweep.worker", sweep.path, i + 1, trust_code=sweep.loaded.trust_code)
+             for i in range(min(workers, left))]
     display = None
     if progress:
         from dltrain.sweep.live import SweepDisplay
 
         display = SweepDisplay(config.name, metric, sweep.space.keys(), config.training.epochs)
         display.start()
+
+    def tick() -> None:
+        if display is not None:
+            display.update(board.leaderboard(sweep.study.get_trials(deepcopy=False), sweep.space, goal), sweep.total)
+
     try:
-        while True:
-            alive = any(proc.poll() is None for proc in procs)
-            if display is not None:
-                display.update(board.leaderboard(sweep.study.get_trials(deepcopy=False), sweep.space, goal),
-                               sweep.total)
-            if not alive:
-                break
-            time.sleep(POLL_S)
+        stopped = runs.wait_workers(procs, tick=tick, poll_s=POLL_S)
     finally:
         if display is not None:
             display.stop()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
         os.close(sweep.lock_fd)
     return _finish(sweep, procs, stopped)
 
@@ -297,8 +258,7 @@ def _finish(sweep: Sweep, procs: list[subprocess.Popen], stopped: list[int]) -> 
         why = "the processes running them ended first"
         if crashed:
             i, code = crashed[0]
-            log = sweep.path / LOGS_DIR / f"worker-{i}.log"
-            why = f"worker {i} exited with status {code} ({log}: {_last_line(log)})"
+            why = f"worker {i} exited with status {code} ({runs.worker_log_tail(sweep.path, i)})"
         raise SweepError(f"{done} of {total} trials finished and {len(left)} left: {why}",
                          hint=f"resume with: {sweep.resume_command}")
     plots, notes = board.write_plots(sweep.study, sweep.path)

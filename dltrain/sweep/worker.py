@@ -9,24 +9,9 @@ next batch boundary, as on SIGTERM, so the trial can be resumed.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import sys
-import threading
-import time
 from pathlib import Path
 
-from dltrain.errors import DltrainError, RunInterrupted
-
-
-def _watch_parent(parent: int) -> None:
-    """SIGTERM to this process once its parent is gone (Linux has no portable parent-death signal)."""
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+from dltrain.runs import worker_main
 
 
 def work(sweep_dir: Path, *, trust_code: bool = False) -> int:
@@ -60,25 +45,10 @@ def work(sweep_dir: Path, *, trust_code: bool = False) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the worker; exit 130/143 when a signal stopped it, 1 on an error."""
-    parser = argparse.ArgumentParser(prog="python -m dltrain.sweep.worker", description=__doc__)
-    parser.add_argument("sweep_dir", type=Path)
-    parser.add_argument("--parent", type=int, help="stop when this process (dltrain sweep) ends")
-    parser.add_argument("--trust-code", action="store_true", help="let the trials run the code the config names")
-    args = parser.parse_args(argv)
-    if args.parent:
-        _watch_parent(args.parent)
-    try:
-        ran = work(args.sweep_dir, trust_code=args.trust_code)
-    except RunInterrupted as stop:
-        print(f"interrupted: {stop}", file=sys.stderr, flush=True)
-        sys.exit(stop.exit_code)
-    except DltrainError as error:
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        sys.exit(error.exit_code)
-    except KeyboardInterrupt:  # SIGINT outside training (loading data): the trial stays resumable
-        print("interrupted", file=sys.stderr, flush=True)
-        sys.exit(130)
-    print(f"no trial left; this worker ran {ran}", flush=True)
+    def run(args: argparse.Namespace) -> str:
+        return f"no trial left; this worker ran {work(args.folder, trust_code=args.trust_code)}"
+
+    worker_main("python -m dltrain.sweep.worker", __doc__, run, argv)
 
 
 if __name__ == "__main__":
