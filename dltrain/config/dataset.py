@@ -45,6 +45,8 @@ class SourceConfig(Section):
     output_sequence_length: Positive | None = None
     output_mode: OutputMode | None = None
     ngrams: Positive | None = None
+    masks: str | None = None
+    sampling_rate: Positive | None = None
 
     def settings(self) -> dict[str, Any]:
         """The keys this source sets itself, path included; every other key is the main source's."""
@@ -54,6 +56,11 @@ class SourceConfig(Section):
     @classmethod
     def _absolute(cls, path: str) -> str:
         return absolute_path(path)
+
+    @field_validator("masks")
+    @classmethod
+    def _absolute_masks(cls, path: str | None) -> str | None:
+        return None if path is None else absolute_path(path)
 
     @field_validator("format")
     @classmethod
@@ -92,9 +99,17 @@ class DatasetConfig(Section):
     data_dir: str | None = None
     train_size: int | None = Field(None, ge=1)
     test_size: int | None = Field(None, ge=1)
-    # Only for `synthetic`: the shape of one example and the number of classes.
+    # `synthetic`: the shape of one example and the number of classes. Image folders with `masks`: the
+    # number of classes (else the largest mask value plus one, which reads every mask).
     input_shape: list[int] | None = None
     num_classes: int | None = Field(None, ge=2)
+    # Segmentation: a folder of label images paired with the images by file stem (pixel value: class index).
+    masks: str | None = None
+    # Audio folders (keras.utils.audio_dataset_from_directory's arguments): the files' rate is checked, not
+    # resampled; output_sequence_length (above) cuts or pads every file (default: the longest file's length).
+    sampling_rate: Positive | None = None
+    # Audio folders: damaged files are left out, counted and named, instead of stopping the run.
+    skip_damaged: bool = False
     # Image folders (keras.utils.image_dataset_from_directory's arguments and defaults).
     image_size: ImageSize = Field(default_factory=lambda: [256, 256])
     color_mode: ColorMode = "rgb"
@@ -130,7 +145,7 @@ class DatasetConfig(Section):
             )
         return name
 
-    @field_validator("path", "data_dir")
+    @field_validator("path", "data_dir", "masks")
     @classmethod
     def _absolute(cls, path: str | None) -> str | None:
         return None if path is None else absolute_path(path)
@@ -179,6 +194,11 @@ class DatasetConfig(Section):
                     "source_key", "'{key}' does not apply to {where}",
                     {"key": key, "where": where,
                      "hint": f"remove it; it applies to: {', '.join(sorted(users))}"})
+        if kind == "images" and self.num_classes is not None and self.masks is None:
+            raise PydanticCustomError(
+                "num_classes_masks", "'num_classes' applies to an image folder with 'masks' only",
+                {"key": "num_classes", "hint": "remove it: a classifier's classes are its class folders; or add "
+                                               "'masks:' (a folder of label images) for a segmentation"})
         if kind == "text" and self.output_mode != "int" and self.max_tokens is None:
             # The vector has one entry per vocabulary word; the model's layers are built on its length.
             raise PydanticCustomError(

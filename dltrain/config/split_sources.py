@@ -19,6 +19,7 @@ _SHAPING = {
     "image_size": "would give the {which} images another shape than the training images",
     "color_mode": "would give the {which} images another number of channels than the training images",
     "task": "would make the {which} labels another kind than the training labels",
+    "sampling_rate": "would let the {which} sounds have another sampling rate than the training sounds",
     **{key: "is a setting of the model's TextVectorization, which is adapted on the training texts and reads every "
             "split" for key in ("max_tokens", "output_sequence_length", "output_mode", "ngrams")},
 }

@@ -21,6 +21,7 @@ _MODULES = {
     "csv": "tabular", "parquet": "tabular",
     "images": "images",
     "text": "text",
+    "audio": "audio",
     "tfds": "tfds",
 }
 

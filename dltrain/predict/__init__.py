@@ -3,6 +3,7 @@
   inputs   image files, CSV rows, .npz / .npy arrays, text files, read as the model takes them
   feed     arrays <-> the model's own inputs (names, dtypes) and outputs (its order)
   answers  outputs -> class probabilities, top-k, CSV rows
+  masks    a segmentation run's answers: a mask PNG per input image
   run      a run's saved model on raw input files
 """
 
@@ -10,8 +11,9 @@ from dltrain.predict.answers import Predictions, class_probabilities, format_top
 from dltrain.predict.feed import input_arrays, input_specs, model_feed, output_list, output_names
 from dltrain.predict.inputs import (IMAGE_SUFFIXES, read_arrays, read_csv, read_image, read_inputs, read_named,
                                     read_texts)
-from dltrain.predict.run import RunInputs, predict, read_run_inputs
+from dltrain.predict.masks import MASK_SUFFIX, class_indices, write_masks
+from dltrain.predict.run import PREDICTIONS_DIR, RunInputs, predict, read_run_inputs
 
-__all__ = ["IMAGE_SUFFIXES", "Predictions", "RunInputs", "class_probabilities", "format_top", "input_arrays",
+__all__ = ["MASK_SUFFIX", "PREDICTIONS_DIR", "class_indices", "write_masks", "IMAGE_SUFFIXES", "Predictions", "RunInputs", "class_probabilities", "format_top", "input_arrays",
            "input_specs", "model_feed", "output_list", "output_names", "predict", "predictions", "read_arrays",
            "read_csv", "read_image", "read_inputs", "read_named", "read_run_inputs", "read_texts"]

@@ -6,6 +6,7 @@ import csv
 import io
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,8 @@ class Predictions:
     notes: list[str] = field(default_factory=list)
     # With `--model FILE.onnx|.tflite`: the Keras model's predictions for the same inputs, shown beside.
     reference: Predictions | None = None
+    # A segmentation run's answers: the mask PNG written for each input.
+    masks: list[Path] = field(default_factory=list)
 
     def differences(self) -> np.ndarray:
         """Each input's largest absolute difference from the Keras model's outputs (needs `reference`)."""

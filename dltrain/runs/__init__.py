@@ -6,6 +6,7 @@
   best        best.keras by the monitored metric, across resumes
   envinfo     env.json: versions, device, git commit, config hash
   plots       PNG curves, confusion matrix, misclassified examples, run comparisons (matplotlib, Agg)
+  mask_plots  a segmentation's test masks over the images, per-class IoU
   overview    `dltrain runs`: summaries, sort, filter (no TensorFlow)
   comparison  `dltrain compare`: config differences and metrics side by side (no TensorFlow)
   tracking    optional MLflow tracking
@@ -23,6 +24,7 @@ from dltrain.runs.folders import (CONFIG_FILE, DATASET_FILE, ENDED_STATES, HISTO
 from dltrain.runs.history import (best_epoch, higher_is_better, metric_names, primary_metric, read_history,
                                   read_metrics)
 from dltrain.runs.overview import SORT_KEYS, RunSummary, duration, run_summaries
+from dltrain.runs.mask_plots import draw_iou, draw_masks
 from dltrain.runs.plots import draw_comparison, draw_curves, draw_test_plots, pyplot, save_figure, warm_up
 
 __getattr__ = lazy_face(__name__, {
@@ -34,7 +36,7 @@ __getattr__ = lazy_face(__name__, {
     "check_tracking_installed": "tracking:check_installed",
 })
 
-__all__ = ["BEST_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "DATASET_FILE", "ENDED_STATES", "ENV_FILE", "HISTORY_FILE",
+__all__ = ["draw_iou", "draw_masks", "BEST_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "DATASET_FILE", "ENDED_STATES", "ENV_FILE", "HISTORY_FILE",
            "METRICS_FILE", "MODEL_FILE", "PYTHONPATH_FILE", "SORT_KEYS", "STATES", "STATUS_FILE", "BestModel",
            "Checkpoint", "Comparison", "EpochRecorder", "MlflowTracker", "NonFiniteWeights", "RunInfo", "RunSummary",
            "atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "atomic_write_yaml",

@@ -11,7 +11,7 @@ import keras
 from dltrain import runs
 from dltrain.config import LoadedConfig
 from dltrain.runs import EpochRecorder
-from dltrain.training import report
+from dltrain.training import report, segments
 from dltrain.training.prepare import Prepared
 from dltrain.training.result import TrainResult
 from dltrain.training.scoring import score
@@ -44,8 +44,11 @@ def finish(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, test_ds: Any
     train_metrics.pop("epoch", None)
     train_metrics.pop("seconds", None)
     metrics = {"train": train_metrics, "val": val_metrics, "test": test}
+    # A segmentation's figure per class, from the outputs just scored (a classifier's is the confusion matrix).
+    per_class = ({"per_class_iou": segments.per_class_iou(splits.test, scored.outputs, splits.info.class_names or [])}
+                 if splits.info.masks else {})
     runs.atomic_write_json(run_dir / runs.METRICS_FILE,
-                           {**metrics, "epochs": len(recorder.rows), "weights_epoch": weights_epoch,
+                           {**metrics, **per_class, "epochs": len(recorder.rows), "weights_epoch": weights_epoch,
                             "epoch_seconds": recorder.epoch_seconds})
     drawn = drawing.wait()
     stage("closing the run")

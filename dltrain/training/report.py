@@ -23,6 +23,7 @@ from dltrain.model import load_model
 from dltrain.predict import class_probabilities
 from dltrain.runs import BestModel, MlflowTracker, draw_curves, monitored, record_env, tracking_settings
 from dltrain.trust import require_trust
+from dltrain.training import segments
 
 OVERRIDES_FILE = "overrides.txt"
 SUMMARY_FILE = "summary.txt"
@@ -158,6 +159,8 @@ def draw_test_plots(run_dir: Path, splits: data.Splits, outputs: Any) -> list[Pa
     """Confusion matrix and misclassified examples of a classifier's test split, from the model's outputs
     on it (nothing for other models)."""
     info = splits.info
+    if info.masks:
+        return segments.draw_test_plots(run_dir, splits, outputs)
     labels = splits.test.y
     if not info.num_classes or labels.ndim != 1 or not len(labels):
         return []
