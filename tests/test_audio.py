@@ -66,7 +66,7 @@ def test_config_errors(write_config):
                                             "  path: sounds\n  format: audio\n  sampling_rate: 0\n"))
     with pytest.raises(ConfigError) as info:
         load_config(config)
-    assert str(info.value).startswith(f"{config}:7:18: dataset.sampling_rate: ")
+    assert str(info.value) == f"{config}:6:3: dataset.sampling_rate: expected a number >= 1, got 0"
 
 
 def test_folder_is_inferred_streamed_cut_and_padded(tmp_path: Path):

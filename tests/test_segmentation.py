@@ -170,3 +170,48 @@ def test_predict_writes_a_mask_png_of_the_image_size(trained: tuple[Path, Path],
     assert (small == truth).mean() > 0.8
     default = cli("predict", run, root / "images" / "002.png")
     assert default.stdout == f"002.png: mask written to {run / 'predictions' / '002_mask.png'}\n"
+
+
+TINY = """\
+name: tiny-seg
+seed: 3
+dataset:
+  path: {root}/images
+  format: images
+  masks: {root}/masks
+  image_size: [8, 8]
+  test_split: 0.25
+  augmentation:
+    - RandomFlip: {{mode: horizontal_and_vertical}}
+    - RandomRotation: {{factor: 0.1}}
+model:
+  layers:
+    - Rescaling: {{scale: 0.00392156862745098}}
+    - Conv2D: {{filters: 4, kernel_size: 3, padding: same, activation: relu}}
+    - Dropout: {{rate: 0.2}}
+    - Conv2D: {{filters: 2, kernel_size: 1, activation: softmax}}
+loss: sparse_categorical_crossentropy
+optimizer: adam
+training:
+  epochs: 2
+  batch_size: 8
+  cache: false
+  tensorboard: false
+"""
+
+
+def test_a_resumed_run_replays_the_augmented_masks(tmp_path: Path):
+    """Epoch 2's file order and the flips and rotations of images and masks come from (seed, 2)."""
+    import keras
+
+    from conftest import train_text
+
+    root = make_pairs(tmp_path / "pets", count=24, size=(8, 8))
+    (tmp_path / "full").mkdir()
+    full = train_text(tmp_path / "full", TINY.format(root=root))
+    (tmp_path / "half").mkdir()
+    half = train_text(tmp_path / "half", TINY.format(root=root).replace("epochs: 2", "epochs: 1"))
+    resumed = cli("train", tmp_path / "full" / "config.yaml", "--resume", half, "--force", "--no-progress")
+    assert resumed.exit_code == 0, resumed.output
+    a, b = (keras.saving.load_model(run / "model.keras").get_weights() for run in (full, half))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
