@@ -93,6 +93,9 @@ def test_other_rate_damaged_and_skipped_files_are_named(tmp_path: Path):
     error = load_error(dataset(root, sampling_rate=RATE))
     assert (error.key, error.message) == ("dataset.sampling_rate", f"{other} is sampled at 16,000 Hz; "
                                                                   "dataset.sampling_rate is 8,000")
+    with pytest.raises(DataError) as info:  # `dltrain check` reads one header: the first file's rate
+        data.describe(dataset(root, sampling_rate=16000, output_sequence_length=800))
+    assert info.value.message == f"{root / 'high' / '000.wav'} is sampled at 8,000 Hz; dataset.sampling_rate is 16,000"
     error = load_error(dataset(root))  # no sampling_rate: the files must agree with the first
     assert error.message == f"{other} is sampled at 16,000 Hz; high/000.wav is at 8,000 Hz"
     other.unlink()

@@ -97,10 +97,12 @@ def describe(config: DatasetConfig) -> DatasetInfo:
         paths, _ = _wav_files(root, names)
         headers = _checked(root, paths, read_headers(paths), config)[1]
         length, channels = max(h.frames for h in headers), headers[0].channels
-    else:
+    else:  # one header: the channels, and a first look at the rate
         path, header = _first_header(root, names)
         if header.problem:
             raise _bad(root, [os.path.relpath(path, root)], header.problem)
+        if config.sampling_rate and header.rate != config.sampling_rate:
+            raise _other_rate(path, header.rate, f"dataset.sampling_rate is {config.sampling_rate:,}")
         channels = header.channels
     return DatasetInfo(root.name, (int(length), int(channels)), len(names), names)
 
@@ -110,6 +112,11 @@ def _bad(root: Path, files: list[str], problem: str) -> DataError:
     return DataError(f"cannot read {root / files[0]}{more}: {problem}", key="dataset.path",
                      hint="replace or remove the damaged file, or set dataset.skip_damaged: true to leave such "
                           "files out (they are counted and named)")
+
+
+def _other_rate(path: str, rate: int, expected: str) -> DataError:
+    return DataError(f"{path} is sampled at {rate:,} Hz; {expected}", key="dataset.sampling_rate",
+                     hint="resample the file (e.g. sox in.wav -r RATE out.wav), or set sampling_rate to the files' rate")
 
 
 def _checked(root: Path, paths: list[str], headers: list[WavHeader], config: DatasetConfig
@@ -133,11 +140,8 @@ def _checked(root: Path, paths: list[str], headers: list[WavHeader], config: Dat
     for i in kept:
         header = headers[i]
         if header.rate != rate:
-            said = (f"dataset.sampling_rate is {rate:,}" if config.sampling_rate
-                    else f"{os.path.relpath(paths[kept[0]], root)} is at {rate:,} Hz")
-            raise DataError(f"{paths[i]} is sampled at {header.rate:,} Hz; {said}", key="dataset.sampling_rate",
-                            hint="resample the file (e.g. sox in.wav -r RATE out.wav), or set sampling_rate to the "
-                                 "files' rate")
+            raise _other_rate(paths[i], header.rate, f"dataset.sampling_rate is {rate:,}" if config.sampling_rate
+                              else f"{os.path.relpath(paths[kept[0]], root)} is at {rate:,} Hz")
         if header.channels != channels:
             raise DataError(f"{paths[i]} has {header.channels} channel(s), {paths[kept[0]]} {channels}",
                             key="dataset.path", hint="give every file the same number of channels")

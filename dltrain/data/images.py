@@ -76,10 +76,6 @@ def class_folders(root: Path, layout: str = _LAYOUT) -> list[str]:
 
 def describe(config: DatasetConfig) -> DatasetInfo:
     """Classes from the folder names and the example shape from image_size and color_mode; no file is read."""
-    if config.masks is not None:
-        from dltrain.data import masks
-
-        return masks.describe(config)
     root = Path(config.path or "")
     names = class_folders(root)
     height, width = config.image_size
@@ -211,12 +207,7 @@ def decoder(image_size: list[int] | tuple[int, int], color_mode: str = "rgb", in
 
 
 def read(config: DatasetConfig, seed: int) -> Source:
-    """The files of every class folder, streamed: file paths (sorted) and class indices in memory only
-    (with `masks`: the images and their masks, data/masks.py)."""
-    if config.masks is not None:
-        from dltrain.data import masks
-
-        return masks.read(config, seed)
+    """The files of every class folder, streamed: file paths (sorted) and class indices in memory only."""
     info = describe(config)
     root = Path(config.path or "")
     listing = list_images(root, info.class_names or [])

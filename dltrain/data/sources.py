@@ -35,6 +35,8 @@ def source_module(config: DatasetConfig) -> ModuleType:
     if not kind:
         raise DataError(f"cannot tell the format of '{config.path}'", key="dataset.path",
                         hint=f"add 'format:' under 'dataset', one of: {', '.join(FORMATS)}")
+    if kind == "images" and config.masks is not None:  # segmentation: images and their masks
+        return importlib.import_module("dltrain.data.masks")
     return importlib.import_module(f"dltrain.data.{_MODULES[kind]}")
 
 

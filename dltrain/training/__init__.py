@@ -6,6 +6,7 @@
   resume    continue from the last checkpoint
   evaluate  score a saved model outside training
   report    what a run records besides checkpoints: overrides, env, summary, TensorBoard, best.keras, plots
+  segments  a segmentation's per-class IoU and test plots (instead of the confusion matrix)
   what runs inside fit: guard (signals, non-finite loss), progress (Rich bars), threads (TensorFlow's pools),
   fused (the fused batch-norm kernel), scoring (one pass over the test split)
 
