@@ -21,6 +21,8 @@ from dltrain.data.types import DatasetInfo, FileSplit, Source
 from dltrain.errors import DataError
 
 _READERS = 16
+# The last check_pairs result: ((path, size, mtime) of every file, whether values were read) -> largest value.
+_CHECKED: dict[tuple[tuple[tuple[str, int, int], ...], bool], int] = {}
 _HINT = "every image needs one mask of the same size with the same file name (any image suffix) in dataset.masks"
 
 
@@ -94,15 +96,27 @@ def _check_pair(image: str, mask: str, values: bool) -> _Pair:
     return _Pair(top=top)
 
 
+def _stamp(path: str) -> tuple[str, int, int]:
+    stat = os.stat(path)
+    return path, stat.st_size, stat.st_mtime_ns
+
+
 def check_pairs(images: list[str], masks: list[str], values: bool) -> int:
     """Check every image and mask (headers; with `values`, the masks' pixels too, by threads): the largest
     mask value, or 0 without `values`. A file that cannot be read, or of another size, is an error naming it."""
     with ThreadPool(min(_READERS, max(1, len(images) // 64))) as pool:
+        # A run describes the data, then reads it: the second look at unchanged files is free.
+        stamps = tuple(pool.map(_stamp, [*images, *masks], chunksize=256))
+        if (stamps, True) in _CHECKED or (stamps, values) in _CHECKED:
+            return _CHECKED.get((stamps, True), 0)
         checked = pool.starmap(_check_pair, [(i, m, values) for i, m in zip(images, masks)], chunksize=64)
     for found in checked:
         if found.problem:
             raise DataError(found.problem, key="dataset.masks", hint=_HINT)
-    return max(found.top for found in checked)
+    top = max(found.top for found in checked)
+    _CHECKED.clear()  # one folder's result is kept: memory stays small
+    _CHECKED[(stamps, values)] = top
+    return top
 
 
 def _classes(config: DatasetConfig, top: int) -> int:
