@@ -66,8 +66,10 @@ def draw_iou(run_dir: Path, iou: dict[str, float | None]) -> Path:
     plt = pyplot()
     names = list(iou)
     values = [np.nan if v is None else v for v in iou.values()]
-    figure, axes = plt.subplots(figsize=(6, max(2.0, 0.35 * len(names) + 1.2)))
-    figure.subplots_adjust(left=0.22, right=0.95, top=0.88, bottom=0.15)
+    height = max(2.4, 0.35 * len(names) + 1.3)
+    figure, axes = plt.subplots(figsize=(6, height))
+    # Margins in inches (the title above, the axis label below), whatever the number of classes.
+    figure.subplots_adjust(left=0.22, right=0.95, top=1 - 0.4 / height, bottom=0.6 / height)
     axes.barh(range(len(names)), [0 if math.isnan(v) else v for v in values],
               color=[_COLOURS[(i - 1) % len(_COLOURS)] if i else (0.6, 0.6, 0.6) for i in range(len(names))])
     axes.set_yticks(range(len(names)), names)
