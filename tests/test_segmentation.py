@@ -99,6 +99,20 @@ def test_missing_unpaired_and_wrong_size_masks_are_named(tmp_path: Path):
                                                 "8-bit grayscale, each pixel a class index")
 
 
+def test_a_test_folder_of_its_own_takes_the_training_classes(tmp_path: Path):
+    from dltrain.config import SourceConfig
+
+    root = make_pairs(tmp_path / "pets", count=6)
+    held = make_pairs(tmp_path / "held", count=3, seed=1)
+    mask = np.asarray(Image.open(root / "masks" / "000.png")).copy()
+    mask[0, 0] = 2  # a class the test folder's masks do not hold
+    Image.fromarray(mask).save(root / "masks" / "000.png")
+    config = dataset(root, test_split=None, test=SourceConfig(path=str(held / "images"), masks=str(held / "masks")))
+    splits = data.load(config, 0)
+    assert splits.info.num_classes == 3 and splits.info.sizes["test"] == 3
+    assert Path(splits.test.y[0]).parent == held / "masks"
+
+
 def test_image_and_mask_are_augmented_together(tmp_path: Path):
     """A batch as fit reads it: every flipped image has its mask flipped with it (bright pixels are class 1)."""
     import keras
