@@ -12,6 +12,7 @@ from PIL import Image
 
 from conftest import CONFIGS, SYNTHETIC, cli
 from dltrain import data
+from dltrain.data import masks
 from dltrain.config import DatasetConfig
 from dltrain.errors import ConfigError, DataError
 from dltrain.load import load_config
@@ -111,6 +112,18 @@ def test_a_test_folder_of_its_own_takes_the_training_classes(tmp_path: Path):
     splits = data.load(config, 0)
     assert splits.info.num_classes == 3 and splits.info.sizes["test"] == 3
     assert Path(splits.test.y[0]).parent == held / "masks"
+
+
+def test_a_mask_value_beyond_num_classes_names_the_mask(tmp_path: Path):
+    root = make_pairs(tmp_path / "pets", count=4, size=(8, 8))
+    mask = np.zeros((8, 8), np.uint8)
+    mask[2, 3] = 5
+    Image.fromarray(mask).save(root / "masks" / "002.png")
+    split = masks.read(dataset(root, num_classes=3, image_size=[8, 8]), 0).train  # every pair, not split
+    with pytest.raises(DataError) as info:
+        data.in_memory(split)
+    assert info.value.message == (f"cannot read the mask {root / 'masks' / '002.png'}: mask values must be below "
+                                  "num_classes (3)")
 
 
 def test_image_and_mask_are_augmented_together(tmp_path: Path):

@@ -23,6 +23,7 @@ from dltrain.errors import DataError
 _READERS = 16
 # The last check_pairs result: ((path, size, mtime) of every file, whether values were read) -> largest value.
 _CHECKED: dict[tuple[tuple[tuple[str, int, int], ...], bool], int] = {}
+_DAMAGED = "replace or remove the damaged file (and its image or mask)"
 _HINT = "every image needs one mask of the same size with the same file name (any image suffix) in dataset.masks"
 
 
@@ -71,6 +72,7 @@ def pairs(images: str, masks: str) -> tuple[list[str], list[str]]:
 class _Pair:
     problem: str = ""
     top: int = 0  # the mask's largest value (when asked for)
+    hint: str = _HINT
 
 
 def _check_pair(image: str, mask: str, values: bool) -> _Pair:
@@ -80,7 +82,7 @@ def _check_pair(image: str, mask: str, values: bool) -> _Pair:
         with Image.open(image) as opened:
             size = opened.size
     except (OSError, UnidentifiedImageError) as error:
-        return _Pair(f"cannot read {image}: {error}")
+        return _Pair(f"cannot read {image}: {error}", hint=_DAMAGED)
     try:
         with Image.open(mask) as opened:
             if opened.mode not in ("L", "1"):
@@ -92,7 +94,7 @@ def _check_pair(image: str, mask: str, values: bool) -> _Pair:
                              f"{size[0]}x{size[1]}")
             top = int(opened.getextrema()[1]) if values else 0
     except (OSError, UnidentifiedImageError) as error:
-        return _Pair(f"cannot read mask {mask}: {error}")
+        return _Pair(f"cannot read mask {mask}: {error}", hint=_DAMAGED)
     return _Pair(top=top)
 
 
@@ -112,7 +114,7 @@ def check_pairs(images: list[str], masks: list[str], values: bool) -> int:
         checked = pool.starmap(_check_pair, [(i, m, values) for i, m in zip(images, masks)], chunksize=64)
     for found in checked:
         if found.problem:
-            raise DataError(found.problem, key="dataset.masks", hint=_HINT)
+            raise DataError(found.problem, key="dataset.masks", hint=found.hint)
     top = max(found.top for found in checked)
     _CHECKED.clear()  # one folder's result is kept: memory stays small
     _CHECKED[(stamps, values)] = top

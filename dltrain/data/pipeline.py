@@ -117,6 +117,9 @@ def _reason(error: Exception) -> str:
     """TensorFlow's own words from a tf.data error, without its function and iterator names."""
     text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", first_line(error, limit=2000))
     text = re.sub(r"^Error in user-defined function .*? transformation with iterator: \S+: ", "", text)
+    asserted = re.match(r"assertion failed: \[([^\]]+)\]", text)  # a check of ours: its own words only
+    if asserted:
+        return asserted.group(1)
     return re.sub(r"\s*\[\[.*|\s*\[Op:\w+\].*", "", text)[:300]
 
 
