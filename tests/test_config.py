@@ -43,6 +43,24 @@ def test_every_shipped_config_validates(path: Path, tmp_path: Path):
         np.savez(tmp_path / "a.npz", x_train=np.zeros((4, 3)), y_train=np.arange(4), x_test=np.zeros((2, 3)),
                  y_test=np.arange(2))
         overrides = [f"dataset.path={tmp_path / 'a.npz'}"]
+    if path.name == "unet_segmentation.yaml":  # images and masks: a real pair (the masks tell the classes)
+        from PIL import Image
+
+        for folder, value in (("images", 200), ("masks", 1)):
+            (tmp_path / folder).mkdir()
+            Image.new("L", (4, 4), value).save(tmp_path / folder / "1.png")
+        overrides = [f"dataset.path={tmp_path / 'images'}", f"dataset.masks={tmp_path / 'masks'}"]
+    if path.name == "audio_conv1d.yaml":  # class folders of .wav files at the config's rate (its header is read)
+        import wave
+
+        for name in ("no", "yes"):
+            (tmp_path / name).mkdir()
+            with wave.open(str(tmp_path / name / "1.wav"), "wb") as handle:
+                handle.setnchannels(1)
+                handle.setsampwidth(2)
+                handle.setframerate(16000)
+                handle.writeframes(bytes(32))
+        overrides = [f"dataset.path={tmp_path}"]
     loaded = load_config(path, overrides)
     assert loaded.config.model.layers
     assert loaded.config.training.epochs >= 1
