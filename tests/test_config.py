@@ -46,6 +46,24 @@ def test_every_shipped_config_validates(path: Path, tmp_path: Path):
     if path.name == "multilabel_text.yaml":  # ${dataset.num_classes} is the tags of a stand-in table
         (tmp_path / "papers.csv").write_text("summaries,terms\nnets,cs.LG\nimages,cs.CV|cs.LG\n")
         overrides = [f"dataset.path={tmp_path / 'papers.csv'}"]
+    if path.name == "unet_segmentation.yaml":  # images and masks: a real pair (the masks tell the classes)
+        from PIL import Image
+
+        for folder, value in (("images", 200), ("masks", 1)):
+            (tmp_path / folder).mkdir()
+            Image.new("L", (4, 4), value).save(tmp_path / folder / "1.png")
+        overrides = [f"dataset.path={tmp_path / 'images'}", f"dataset.masks={tmp_path / 'masks'}"]
+    if path.name == "audio_conv1d.yaml":  # class folders of .wav files at the config's rate (its header is read)
+        import wave
+
+        for name in ("no", "yes"):
+            (tmp_path / name).mkdir()
+            with wave.open(str(tmp_path / name / "1.wav"), "wb") as handle:
+                handle.setnchannels(1)
+                handle.setsampwidth(2)
+                handle.setframerate(16000)
+                handle.writeframes(bytes(32))
+        overrides = [f"dataset.path={tmp_path}"]
     loaded = load_config(path, overrides)
     assert loaded.config.model.layers
     assert loaded.config.training.epochs >= 1

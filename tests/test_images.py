@@ -153,7 +153,8 @@ def test_images_at_the_top_level_instead_of_class_folders(tmp_path: Path):
     with pytest.raises(DataError) as info:
         data.load(config(flat), 0)
     assert str(info.value) == (f"dataset.path: '{flat}' holds 5 image files but no class folders "
-                               f"({LAYOUT}; move the images into a folder per class)")
+                               f"({LAYOUT}; move the images into a folder per class, or give dataset.masks for a "
+                               "segmentation)")
 
 
 def test_stray_images_next_to_class_folders_are_a_note(tmp_path: Path):

@@ -349,27 +349,35 @@ def predict(
     inputs: list[Path] = typer.Argument(..., metavar="INPUT...",
                                         help="Image files, a CSV (one example per row; by header for table "
                                              "runs; a forecast for every full window of rows for time-series "
-                                             "runs), an .npz/.npy of arrays, or .txt files (text runs)."),
+                                             "runs), an .npz/.npy of arrays, .txt files (text runs) or .wav files "
+                                             "(audio runs)."),
     top_k: int = typer.Option(3, "--top-k", min=1, help="How many classes to show per input (classifiers)."),
-    out_path: Optional[Path] = typer.Option(None, "--out", metavar="FILE.csv",
-                                            help="Write all predictions as CSV instead of printing a table."),
+    out_path: Optional[Path] = typer.Option(None, "--out", metavar="FILE.csv|DIR",
+                                            help="Write all predictions as CSV instead of printing a table "
+                                                 "(a segmentation run: the folder its mask PNGs go to, "
+                                                 "default RUN/predictions)."),
     best: bool = typer.Option(False, "--best", help="Use best.keras (the best epoch) instead of model.keras."),
     trust_code: bool = TrustOption,
     model: Optional[Path] = typer.Option(None, "--model", metavar="FILE.onnx|FILE.tflite",
                                          help="Run this export of the run's model (from `dltrain save`) in its own "
                                               "runtime, with the Keras model's answers beside."),
 ) -> None:
-    """Predict with a trained run: top-k classes with probabilities for classifiers, else the outputs."""
+    """Predict with a trained run: top-k classes with probabilities for classifiers, a mask PNG per image
+    for segmentation, else the outputs."""
     from dltrain.predict import format_top, predict as run_predict
 
     if model is None:
-        found = run_predict(run_dir, inputs, best=best, trust_code=trust_code)
+        found = run_predict(run_dir, inputs, best=best, trust_code=trust_code, masks_dir=out_path)
     else:
         from dltrain.export import predict_export
 
         found = predict_export(run_dir, inputs, model, best=best, trust_code=trust_code)
     for note in found.notes:
         err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+    if found.masks:
+        for name, path in zip(found.inputs, found.masks):
+            out.print(f"{name}: mask written to {path}", markup=False, highlight=False, soft_wrap=True)
+        return
     if out_path is not None:
         from dltrain.runs import atomic_write_text
 

@@ -22,7 +22,7 @@ from dltrain.config.compose import apply_override, parse_key_path
 from dltrain.config.dataset import DEFAULT_TEST_SPLIT, DatasetConfig, SourceConfig
 from dltrain.config.explain import origins
 from dltrain.config.fields import Section, Spec, split_spec
-from dltrain.config.formats import (BUILTIN_NAMES, DATASET_NAMES, FORMATS, IMAGE_SUFFIXES, SOURCE_KEYS, absolute_path,
+from dltrain.config.formats import (AUDIO_SUFFIXES, BUILTIN_NAMES, DATASET_NAMES, FORMATS, IMAGE_SUFFIXES, SOURCE_KEYS, absolute_path,
                                     infer_format)
 from dltrain.config.graph import check_graph, layer_refs, split_output
 from dltrain.config.hints import did_you_mean
@@ -34,7 +34,7 @@ from dltrain.config.sweep import SweepConfig, SweepParameter
 from dltrain.config.yamlsource import Path_, SourceMap, dotted, parse_yaml, read_yaml, to_yaml
 
 __all__ = ["Path_", "SourceMap", "dotted", "get_path", "origins", "parse_ref", "parse_yaml", "read_yaml", "split_output", "to_yaml",
-           "BUILTIN_NAMES", "DATASET_NAMES", "DEFAULT_TEST_SPLIT", "FORMATS", "IMAGE_SUFFIXES", "SOURCE_KEYS", "Config", "DatasetConfig",
+           "AUDIO_SUFFIXES", "BUILTIN_NAMES", "DATASET_NAMES", "DEFAULT_TEST_SPLIT", "FORMATS", "IMAGE_SUFFIXES", "SOURCE_KEYS", "Config", "DatasetConfig",
            "Describe", "LoadedConfig", "MlflowConfig", "ModelConfig", "Section", "SourceConfig", "Spec", "SweepConfig",
            "SweepParameter", "TrackingConfig", "TrainingConfig", "absolute_path", "apply_override", "check_graph",
            "data_errors_located", "did_you_mean", "infer_format", "layer_refs", "parse_key_path", "read_config",

@@ -49,6 +49,8 @@ class SourceConfig(Section):
     output_sequence_length: Positive | None = None
     output_mode: OutputMode | None = None
     ngrams: Positive | None = None
+    masks: str | None = None
+    sampling_rate: Positive | None = None
 
     def settings(self) -> dict[str, Any]:
         """The keys this source sets itself, path included; every other key is the main source's."""
@@ -58,6 +60,11 @@ class SourceConfig(Section):
     @classmethod
     def _absolute(cls, path: str) -> str:
         return absolute_path(path)
+
+    @field_validator("masks")
+    @classmethod
+    def _absolute_masks(cls, path: str | None) -> str | None:
+        return None if path is None else absolute_path(path)
 
     @field_validator("format")
     @classmethod
@@ -110,9 +117,9 @@ class DatasetConfig(Section):
     label_separator: Annotated[str, Field(min_length=1)] | None = None
     # Tables: string columns read as free text by a TextVectorization (the text keys below), not as categories.
     text: str | list[str] | None = None
-    # Time series (keras.utils.timeseries_dataset_from_array's arguments), and how far ahead the label is.
+    # Time series (keras.utils.timeseries_dataset_from_array's arguments), and how far ahead the label is;
+    # `sampling_rate` (below) keeps one row in N there.
     sequence_length: Positive | None = None
-    sampling_rate: Positive | None = None
     sequence_stride: Positive | None = None
     horizon: int = Field(1, ge=0)
     validation_split: float = Field(0.1, ge=0.0, lt=1.0)
@@ -125,9 +132,18 @@ class DatasetConfig(Section):
     data_dir: str | None = None
     train_size: int | None = Field(None, ge=1)
     test_size: int | None = Field(None, ge=1)
-    # Only for `synthetic`: the shape of one example and the number of classes.
+    # `synthetic`: the shape of one example and the number of classes. Image folders with `masks`: the
+    # number of classes (else the largest mask value plus one, which reads every mask).
     input_shape: list[int] | None = None
     num_classes: int | None = Field(None, ge=2)
+    # Segmentation: a folder of label images paired with the images by file stem (pixel value: class index).
+    masks: str | None = None
+    # Audio folders (keras.utils.audio_dataset_from_directory's arguments): the files' rate is checked, not
+    # resampled; output_sequence_length (above) cuts or pads every file (default: the longest file's length).
+    # Time series: one row in N (keras.utils.timeseries_dataset_from_array's `sampling_rate`).
+    sampling_rate: Positive | None = None
+    # Audio folders: damaged files are left out, counted and named, instead of stopping the run.
+    skip_damaged: bool = False
     # Image folders (keras.utils.image_dataset_from_directory's arguments and defaults).
     image_size: ImageSize = Field(default_factory=lambda: [256, 256])
     color_mode: ColorMode = "rgb"
@@ -163,7 +179,7 @@ class DatasetConfig(Section):
             )
         return name
 
-    @field_validator("path", "data_dir")
+    @field_validator("path", "data_dir", "masks")
     @classmethod
     def _absolute(cls, path: str | None) -> str | None:
         return None if path is None else absolute_path(path)
@@ -249,6 +265,11 @@ class DatasetConfig(Section):
                     {"key": key, "where": where,
                      "hint": f"remove it; it applies to: {', '.join(sorted(users))}"})
         self._task_keys(kind)
+        if kind == "images" and self.num_classes is not None and self.masks is None:
+            raise PydanticCustomError(
+                "num_classes_masks", "'num_classes' applies to an image folder with 'masks' only",
+                {"key": "num_classes", "hint": "remove it: a classifier's classes are its class folders; or add "
+                                               "'masks:' (a folder of label images) for a segmentation"})
         if (kind == "text" or self.text) and self.output_mode != "int" and self.max_tokens is None:
             # The vector has one entry per vocabulary word; the model's layers are built on its length.
             raise PydanticCustomError(

@@ -8,47 +8,50 @@ from pathlib import Path
 
 BUILTIN_NAMES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "imdb", "reuters", "california_housing")
 DATASET_NAMES = (*BUILTIN_NAMES, "synthetic")
-FORMATS = ("npz", "npy", "csv", "parquet", "images", "text", "tfds", "timeseries")
+FORMATS = ("npz", "npy", "csv", "parquet", "images", "text", "audio", "tfds", "timeseries")
 # Which sources each source-specific dataset key applies to ("path" formats and built-in names).
 SOURCE_KEYS: dict[str, set[str]] = {
     "input_shape": {"synthetic"},
-    "num_classes": {"synthetic"},
+    "num_classes": {"synthetic", "images"},  # images: with masks only (a segmentation's classes)
+    "masks": {"images"},
+    "skip_damaged": {"audio"},
     "features": {"npz", "npy", "csv", "parquet", "timeseries"},
     "label": {"npz", "npy", "csv", "parquet", "timeseries"},
     "label_separator": {"csv", "parquet"},
     "text": {"csv", "parquet"},
     "sequence_length": {"timeseries"},
-    "sampling_rate": {"timeseries"},
+    "sampling_rate": {"timeseries", "audio"},  # rows kept (one in N) | the files' rate in Hz
     "sequence_stride": {"timeseries"},
     "horizon": {"timeseries"},
     "task": {"npz", "npy", "csv", "parquet"},
-    "test_split": {"npz", "npy", "csv", "parquet", "images", "text", "tfds", "timeseries", "california_housing",
-                   "reuters"},
+    "test_split": {"npz", "npy", "csv", "parquet", "images", "text", "audio", "tfds", "timeseries",
+                   "california_housing", "reuters"},
     "image_size": {"images", "tfds"},
     "color_mode": {"images"},
     "interpolation": {"images", "tfds"},
     "crop_to_aspect_ratio": {"images"},
     "class_names": {"text"},  # images too once data/images.py reads it (text.class_folders does the choosing)
     "max_tokens": {"text", "tfds", "csv", "parquet"},
-    "output_sequence_length": {"text", "tfds", "csv", "parquet"},
+    "output_sequence_length": {"text", "tfds", "csv", "parquet", "audio"},
     "output_mode": {"text", "tfds", "csv", "parquet"},
     "ngrams": {"text", "tfds", "csv", "parquet"},
     "num_words": {"imdb", "reuters"},
     "maxlen": {"imdb", "reuters"},
     "label_mode": {"cifar100"},
-    "validation": {"npz", "npy", "csv", "parquet", "images", "text"},
-    "test": {"npz", "npy", "csv", "parquet", "images", "text"},
+    "validation": {"npz", "npy", "csv", "parquet", "images", "text", "audio"},
+    "test": {"npz", "npy", "csv", "parquet", "images", "text", "audio"},
     "train_size": None, "test_size": None, "fold": None,
 }
 SUFFIX_FORMATS = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # those image_dataset_from_directory reads
+AUDIO_SUFFIXES = (".wav",)  # those audio_dataset_from_directory reads
 
 
 def infer_format(path: str) -> str:
     """The format a path's suffix names, or a folder's files show ("" when neither tells)."""
     found = Path(path)
     if found.is_dir():
-        # A folder of .npy arrays, or class folders of images or of text files: the first file tells.
+        # A folder of .npy arrays, or class folders of images, text or .wav files: the first file tells.
         if any(found.glob("*.npy")):
             return "npy"
         for sub in sorted(p for p in found.iterdir() if p.is_dir()):
@@ -59,6 +62,8 @@ def infer_format(path: str) -> str:
                     return "images"
                 if suffix == ".txt":
                     return "text"
+                if suffix in AUDIO_SUFFIXES:
+                    return "audio"
         return ""
     return SUFFIX_FORMATS.get(found.suffix.lower(), "")
 

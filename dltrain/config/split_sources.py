@@ -20,6 +20,7 @@ _SHAPING = {
     "color_mode": "would give the {which} images another number of channels than the training images",
     "task": "would make the {which} labels another kind than the training labels",
     "text": "would give the model other free-text inputs than the training data's",
+    "sampling_rate": "would let the {which} sounds have another sampling rate than the training sounds",
     **{key: "is a setting of the model's TextVectorization, which is adapted on the training texts and reads every "
             "split" for key in ("max_tokens", "output_sequence_length", "output_mode", "ngrams")},
 }

@@ -82,7 +82,16 @@ def augment_batch(augmentation: Any, x: Any) -> Any:
     return augmentation(x, training=True)
 
 
-def _train(split: AnySplit, training: TrainingConfig, randomness: EpochRandomness, augmentation: Any) -> Any:
+def augment_masks(augmentation: Any, x: Any, masks: Any) -> tuple[Any, Any]:
+    """A segmentation batch through the augmentation layers: Keras's image layers move each image and its
+    mask alike (`segmentation_masks`; masks are resampled with nearest neighbour), and the masks keep their
+    dtype (some layers give them back as floats)."""
+    out = augmentation({"images": x, "segmentation_masks": masks}, training=True)
+    return out["images"], tf.cast(tf.round(out["segmentation_masks"]), masks.dtype)
+
+
+def _train(split: AnySplit, training: TrainingConfig, randomness: EpochRandomness, augmentation: Any,
+           masks: bool = False) -> Any:
     """The training batches: in an order drawn from (seed, epoch) when shuffled, so a resumed run replays
     it; streamed files are decoded in parallel; augmentation is applied to these batches only."""
     batch_size = training.batch_size
@@ -96,7 +105,7 @@ def _train(split: AnySplit, training: TrainingConfig, randomness: EpochRandomnes
     if augmentation is not None:
         @tf.autograph.experimental.do_not_convert
         def augment(x: Any, y: Any) -> tuple[Any, Any]:
-            return augment_batch(augmentation, x), y
+            return augment_masks(augmentation, x, y) if masks else (augment_batch(augmentation, x), y)
 
         # One call at a time: the layers' seed generators then draw in batch order, as on resume.
         ds = ds.map(augment).prefetch(tf.data.AUTOTUNE)
@@ -113,7 +122,7 @@ def fit_datasets(splits: Splits, training: TrainingConfig, seed: int, output_nam
         return _for_outputs(to_dataset(split, size, cache=_cache(training.cache, name, split, size)), output_names)
 
     return FitData(
-        train=_for_outputs(_train(splits.train, training, randomness, augmentation), output_names),
+        train=_for_outputs(_train(splits.train, training, randomness, augmentation, splits.info.masks), output_names),
         validation=fixed("val", splits.val, batch_size) if splits.val is not None else None,
         test=fixed("test", splits.test, scoring_batch_size(splits.test, batch_size)),
         randomness=randomness,

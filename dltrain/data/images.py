@@ -42,7 +42,8 @@ class Listing:
     checked: int = 0
 
 
-def _named(files: list[str]) -> str:
+def named(files: list[str]) -> str:
+    """The first few of `files`, then "..." when there are more (for notes and errors)."""
     return ", ".join(files[:_NAMED]) + (", ..." if len(files) > _NAMED else "")
 
 
@@ -54,20 +55,22 @@ def _is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_SUFFIXES)
 
 
-def class_folders(root: Path) -> list[str]:
-    """The class folder names under `root`, sorted as Keras sorts them (hidden folders are not classes)."""
+def class_folders(root: Path, layout: str = _LAYOUT) -> list[str]:
+    """The class folder names under `root`, sorted as Keras sorts them (hidden folders are not classes);
+    `layout` says what the folders should hold (images, or another kind of file)."""
     entries = sorted(os.scandir(root), key=lambda e: e.name)
     names = [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
     if not names:
         images = [e.name for e in entries if e.is_file() and _is_image(e.name)]
-        if images:
+        if images and layout == _LAYOUT:
             raise DataError(f"'{root}' holds {_files(len(images), 'image')} but no class folders", key="dataset.path",
-                            hint=f"{_LAYOUT}; move the images into a folder per class")
-        raise DataError(f"'{root}' has no class folders", key="dataset.path", hint=_LAYOUT)
+                            hint=f"{_LAYOUT}; move the images into a folder per class, or give dataset.masks for "
+                                 "a segmentation")
+        raise DataError(f"'{root}' has no class folders", key="dataset.path", hint=layout)
     if len(names) == 1:
         raise DataError(f"'{root}' has only one class folder ('{names[0]}')", key="dataset.path",
                         hint=f"a classifier needs two or more; if '{names[0]}' holds the class folders, "
-                             f"use its path ({_LAYOUT})")
+                             f"use its path ({layout})")
     return names
 
 
@@ -114,7 +117,7 @@ def list_images(root: Path, class_names: list[str], check: bool = True) -> Listi
         images, others = _walk(os.path.join(root, name))
         if not images:
             if others:
-                shown = _named([os.path.relpath(p, root) for p in others])
+                shown = named([os.path.relpath(p, root) for p in others])
                 raise DataError(f"class folder '{name}' has no image files ({_SUFFIXES}), only "
                                 f"{_files(len(others), 'other')}: {shown}", key="dataset.path",
                                 hint=f"put the class's images in {root / name}, or move the folder out of {root}")
@@ -133,13 +136,13 @@ def list_images(root: Path, class_names: list[str], check: bool = True) -> Listi
         listing.labels += [index] * len(good)
     if len(listing.bad) * 2 > listing.checked:
         raise DataError(f"{len(listing.bad):,} of {listing.checked:,} files in '{root}' are not images: "
-                        f"{_named(listing.bad)}", key="dataset.path",
+                        f"{named(listing.bad)}", key="dataset.path",
                         hint="check the path and the files; PNG, JPEG, GIF and BMP are read")
     counts = np.bincount(np.array(listing.labels, dtype=np.int64), minlength=len(class_names))
     for name, images, count in zip(class_names, found, counts):
         if not count:
             raise DataError(f"class folder '{name}' has no readable images: its {_files(len(images))} are not "
-                            f"images ({_named([os.path.relpath(p, root) for p in images])})", key="dataset.path",
+                            f"images ({named([os.path.relpath(p, root) for p in images])})", key="dataset.path",
                             hint="replace the damaged files; PNG, JPEG, GIF and BMP are read")
     return listing
 
@@ -165,7 +168,7 @@ def _decode(contents: Any, channels: int) -> Any:
                    lambda: tf.io.decode_image(contents, channels=channels, expand_animations=False))
 
 
-def _crop_to_aspect_ratio(image: Any, height: int, width: int) -> Any:
+def aspect_crop(image: Any, height: int, width: int) -> Any:
     """The largest centred crop with the target's aspect ratio (the box keras.preprocessing.image.smart_resize
     takes; its TF resize refuses the gaussian and mitchellcubic interpolations, so the resize is ours)."""
     import tensorflow as tf
@@ -191,7 +194,7 @@ def decoder(image_size: list[int] | tuple[int, int], color_mode: str = "rgb", in
         image = _decode(tf.io.read_file(path), channels)
 
         def resized() -> Any:
-            cropped = _crop_to_aspect_ratio(image, height, width) if crop_to_aspect_ratio else image
+            cropped = aspect_crop(image, height, width) if crop_to_aspect_ratio else image
             out = tf.image.resize(cropped, (height, width), method=interpolation)
             # "nearest" keeps uint8; the others give float32, rounded back to the pixels' own scale.
             return out if out.dtype == tf.uint8 else tf.saturate_cast(tf.round(out), tf.uint8)
@@ -210,10 +213,10 @@ def read(config: DatasetConfig, seed: int) -> Source:
     listing = list_images(root, info.class_names or [])
     if listing.bad:
         info.notes.append(f"skipped {len(listing.bad):,} of {listing.checked:,} files that are not images: "
-                          f"{_named(listing.bad)}")
+                          f"{named(listing.bad)}")
     if listing.stray:
         info.notes.append(f"ignored {_files(len(listing.stray), 'image')} outside the class folders of '{root}': "
-                          f"{_named(listing.stray)}")
+                          f"{named(listing.stray)}")
     paths = np.array(listing.paths, dtype=str)
     labels = np.array(listing.labels, dtype=np.int32)
     read_file = decoder(config.image_size, config.color_mode, config.interpolation, config.crop_to_aspect_ratio)

@@ -19,7 +19,7 @@ def decoded(split: FileSplit, paths: Any, labels: Any) -> Any:
 
     @tf.autograph.experimental.do_not_convert
     def read(path: Any, label: Any) -> tuple[Any, Any]:
-        return split.read(path), label
+        return split.read(path), label if split.read_y is None else split.read_y(label)
 
     ds = tf.data.Dataset.from_tensor_slices((paths, labels))
     # deterministic: the order stays the file order, so a seeded shuffle before this step is the order trained on.
@@ -69,44 +69,76 @@ def in_memory(split: AnySplit, batch_size: int = 256) -> Split:
     import tensorflow as tf
 
     x = np.empty((len(split), *split.element_shape), dtype=split.dtype)
+    # Labels read from files (masks) are decoded too; class indices stay as they are.
+    y = split.y if split.read_y is None else np.empty((len(split), *split.y_shape), dtype=split.y_dtype)
     done = 0
     try:
-        for batch, _ in decoded(split, split.paths, split.y).batch(batch_size).prefetch(tf.data.AUTOTUNE):
+        for batch, labels in decoded(split, split.paths, split.y).batch(batch_size).prefetch(tf.data.AUTOTUNE):
             x[done: done + len(batch)] = batch.numpy()
+            if split.read_y is not None:
+                y[done: done + len(batch)] = labels.numpy()
             done += len(batch)
     except tf.errors.OpError as error:
         raise damaged(split) or DataError(f"cannot read an example file: {_reason(error)}",
                                           hint="remove or replace the damaged file") from None
-    return Split(x, split.y)
+    return Split(x, y)
+
+
+def _unreadable(split: FileSplit) -> np.ndarray:
+    """The indices of the examples of a streamed split that fail to read (the file, or its mask)."""
+    import tensorflow as tf
+
+    index = np.arange(len(split))
+    both = tf.data.Dataset.zip(decoded(split, split.paths, split.y), tf.data.Dataset.from_tensor_slices(index))
+    read = both.map(lambda example, i: i).ignore_errors()
+    good = np.fromiter((int(i) for i in read.as_numpy_iterator()), dtype=np.int64)
+    return np.delete(index, good)
+
+
+def decoded_labels(split: AnySplit, batch_size: int = 256) -> np.ndarray:
+    """The labels of a split as an array: masks read from their files (not the examples), else `y` itself."""
+    if not isinstance(split, FileSplit) or split.read_y is None:
+        return np.asarray(split.y)
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices(split.y).map(split.read_y, num_parallel_calls=tf.data.AUTOTUNE,
+                                                           deterministic=True)
+    batches = [batch.numpy() for batch in ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)]
+    return np.concatenate(batches) if batches else np.empty((0, *split.y_shape), split.y_dtype)
 
 
 def unreadable(split: FileSplit) -> list[str]:
     """The files of a streamed split that its `read` fails on: a second pass over all of them, made only
     after an error (TensorFlow's decoders do not name the file they fail on)."""
-    index = np.arange(len(split))
-    read = decoded(split, split.paths, index).map(lambda x, i: i).ignore_errors()
-    good = np.fromiter((int(i) for i in read.as_numpy_iterator()), dtype=np.int64)
-    return [str(p) for p in np.delete(split.paths, good)]
+    return [str(p) for p in split.paths[_unreadable(split)]]
 
 
 def _reason(error: Exception) -> str:
     """TensorFlow's own words from a tf.data error, without its function and iterator names."""
     text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", first_line(error, limit=2000))
     text = re.sub(r"^Error in user-defined function .*? transformation with iterator: \S+: ", "", text)
+    asserted = re.match(r"assertion failed: \[([^\]]+)\]", text)  # a check of ours: its own words only
+    if asserted:
+        return asserted.group(1)
     return re.sub(r"\s*\[\[.*|\s*\[Op:\w+\].*", "", text)[:300]
 
 
-def _failure(split: FileSplit, path: str) -> str:
-    """Why `read` fails on one file, in TensorFlow's words."""
+def _failure(split: FileSplit, index: int) -> tuple[str, str]:
+    """Which file of one example fails to read (the example's, or its mask), and why, in TensorFlow's words."""
     import tensorflow as tf
 
-    one = split.take(np.flatnonzero(split.paths == path)[:1])
-    try:
-        for _ in decoded(one, one.paths, one.y):
-            pass
-    except tf.errors.OpError as error:
-        return _reason(error)
-    return "it failed once and read on a second try"
+    one = split.take(slice(index, index + 1))
+    tries = [(str(one.paths[0]), one.take(slice(None)))]
+    if one.read_y is not None:  # the image alone first (its label left as the path), then the pair
+        alone = FileSplit(one.paths, one.y, one.read, one.element_shape, one.dtype)
+        tries = [(str(one.paths[0]), alone), (f"the mask {one.y[0]}", one)]
+    for name, attempt in tries:
+        try:
+            for _ in decoded(attempt, attempt.paths, attempt.y):
+                pass
+        except tf.errors.OpError as error:
+            return name, _reason(error)
+    return str(one.paths[0]), "it failed once and read on a second try"
 
 
 def is_data_error(error: BaseException) -> bool:
@@ -121,10 +153,11 @@ def damaged(*splits: AnySplit | None) -> DataError | None:
     (a full pass over the files: call it only after a tf.data error)."""
     for split in splits:
         if isinstance(split, FileSplit):
-            bad = unreadable(split)
-            if bad:
+            bad = _unreadable(split)
+            if len(bad):
                 more = f" (and {len(bad) - 1:,} more)" if len(bad) > 1 else ""
-                return DataError(f"cannot read {bad[0]}{more}: {_failure(split, bad[0])}",
+                name, reason = _failure(split, int(bad[0]))
+                return DataError(f"cannot read {name}{more}: {reason}",
                                  hint="remove or replace the damaged file" + ("s" if more else ""))
     return None
 
@@ -135,7 +168,7 @@ def examples(split: AnySplit, index: Any) -> Split:
 
 
 def _digest_files(digest: Any, split: FileSplit) -> None:
-    for path in split.paths:
+    for path in [*split.paths, *(split.y if split.read_y is not None else ())]:
         stat = os.stat(path)
         digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     digest.update(f"{split.element_shape}{split.dtype}".encode())

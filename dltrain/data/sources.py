@@ -22,6 +22,7 @@ _MODULES = {
     "csv": "tabular", "parquet": "tabular",
     "images": "images",
     "text": "text",
+    "audio": "audio",
     "tfds": "tfds",
     "timeseries": "timeseries",
 }
@@ -36,6 +37,8 @@ def source_module(config: DatasetConfig) -> ModuleType:
     if not kind:
         raise DataError(f"cannot tell the format of '{config.path}'", key="dataset.path",
                         hint=f"add 'format:' under 'dataset', one of: {', '.join(FORMATS)}")
+    if kind == "images" and config.masks is not None:  # segmentation: images and their masks
+        return importlib.import_module("dltrain.data.masks")
     return importlib.import_module(f"dltrain.data.{_MODULES[kind]}")
 
 
@@ -53,6 +56,8 @@ def _read_other(config: DatasetConfig, source: SourceConfig, which: str, seed: i
     other = _nested(config, source)
     if info.multi_label:  # the training tags, in their order: another tag there is an error naming its row
         other = other.model_copy(update={"class_names": info.class_names})
+    if info.masks:  # the training masks' classes: a test folder need not show every one of them
+        other = other.model_copy(update={"num_classes": info.num_classes})
     try:
         read = source_module(other).read(other, seed)
     except DataError as error:

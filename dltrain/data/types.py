@@ -36,10 +36,17 @@ class DatasetInfo:
     # The cross-validation fold the validation split is ({index, folds, stratified}); None without one.
     fold: dict[str, Any] | None = None
 
+    # Segmentation: each example's label is a mask (a class index per pixel), not one class.
+    masks: bool = False
+    # Audio: the sampling rate of every file (predict checks a .wav file against it).
+    sampling_rate: int | None = None
+
     @property
     def task(self) -> str:
-        """"classification" when the labels are class indices, "multilabel" for multi-hot labels, else
-        "regression" (forecasts included)."""
+        """"segmentation" for masks, "multilabel" for multi-hot labels, "classification" when the labels are
+        class indices, else "regression" (forecasts included)."""
+        if self.masks:
+            return "segmentation"
         if self.multi_label:
             return "multilabel"
         return "classification" if self.num_classes else "regression"
@@ -55,6 +62,8 @@ class DatasetInfo:
             described["series"] = self.series
         if self.fold:
             described["fold"] = self.fold
+        if self.sampling_rate is not None:
+            described["sampling_rate"] = self.sampling_rate
         return described
 
 
@@ -89,6 +98,8 @@ class FileSplit:
 
     `read` turns a scalar string tensor (a path) into one example tensor; it runs inside `tf.data`, in
     parallel, so it must use TensorFlow ops only. `element_shape` and `dtype` describe what it returns.
+    With `read_y` the labels are files too (segmentation masks): `y` holds their paths, and `read_y` reads
+    one into a label of `y_shape` and `y_dtype`.
     """
 
     paths: np.ndarray
@@ -96,6 +107,9 @@ class FileSplit:
     read: Callable[[Any], Any]
     element_shape: tuple[int, ...]
     dtype: str = "uint8"
+    read_y: Callable[[Any], Any] | None = None
+    y_shape: tuple[int, ...] = ()
+    y_dtype: str = "int32"
 
     def __len__(self) -> int:
         return len(self.y)
@@ -103,11 +117,13 @@ class FileSplit:
     @property
     def nbytes(self) -> int:
         """The bytes of all its examples once decoded (what a memory cache holds)."""
-        return len(self) * int(np.prod(self.element_shape)) * np.dtype(self.dtype).itemsize
+        label = int(np.prod(self.y_shape)) * np.dtype(self.y_dtype).itemsize if self.read_y is not None else 0
+        return len(self) * (int(np.prod(self.element_shape)) * np.dtype(self.dtype).itemsize + label)
 
     def take(self, index: Any) -> FileSplit:
         """The examples at `index` (an index array or a slice)."""
-        return FileSplit(self.paths[index], self.y[index], self.read, self.element_shape, self.dtype)
+        return FileSplit(self.paths[index], self.y[index], self.read, self.element_shape, self.dtype,
+                         self.read_y, self.y_shape, self.y_dtype)
 
 
 AnySplit = Split | FileSplit

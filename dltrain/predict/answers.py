@@ -6,6 +6,7 @@ import csv
 import io
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,8 @@ class Predictions:
         width = int(np.prod(self.outputs.shape[1:])) if self.outputs.ndim > 1 else 1
         return self.output_columns if self.output_columns and len(self.output_columns) == width else [
             f"output_{i}" for i in range(width)]
+    # A segmentation run's answers: the mask PNG written for each input.
+    masks: list[Path] = field(default_factory=list)
 
     def differences(self) -> np.ndarray:
         """Each input's largest absolute difference from the Keras model's outputs (needs `reference`)."""

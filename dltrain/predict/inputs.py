@@ -118,8 +118,30 @@ def read_texts(paths: list[Path]) -> Any:
     return tf.constant(texts)
 
 
-def read_inputs(paths: list[Path], shape: tuple[int, ...]) -> tuple[np.ndarray, list[str], list[str]]:
-    """All inputs as one array, a name for each example, and notes (resized images)."""
+def read_wav(path: Path, shape: tuple[int, ...], sampling_rate: int | None) -> np.ndarray:
+    """A .wav file as one example of `shape` (samples, channels), decoded, cut or padded as in training."""
+    from dltrain.data import audio_decoder, read_wav_header
+
+    header = read_wav_header(str(path))
+    if header.problem:
+        raise DataError(f"cannot read {path}: {header.problem}", hint="give a 16-bit PCM .wav file")
+    if len(shape) != 2:
+        raise DataError(f"{path}: the model takes inputs of shape {shape}, not sounds")
+    if sampling_rate is not None and header.rate != sampling_rate:
+        raise DataError(f"{path} is sampled at {header.rate:,} Hz; the model was trained on {sampling_rate:,} Hz",
+                        hint=f"resample it to {sampling_rate:,} Hz (e.g. sox in.wav -r {sampling_rate} out.wav)")
+    import tensorflow as tf
+
+    try:
+        return audio_decoder(shape[0], shape[1])(tf.constant(str(path))).numpy()
+    except tf.errors.OpError as error:
+        raise DataError(f"cannot read {path}: {error.message}", hint="give a 16-bit PCM .wav file") from None
+
+
+def read_inputs(paths: list[Path], shape: tuple[int, ...], *, sampling_rate: int | None = None
+                ) -> tuple[np.ndarray, list[str], list[str]]:
+    """All inputs as one array, a name for each example, and notes (resized images); .wav files are checked
+    against `sampling_rate`, the rate the model was trained on."""
     arrays, names, resized = [], [], []
     for path in paths:
         if not path.is_file():
@@ -131,6 +153,9 @@ def read_inputs(paths: list[Path], shape: tuple[int, ...]) -> tuple[np.ndarray, 
             names.append(path.name)
             if was_resized:
                 resized.append(path.name)
+        elif suffix == ".wav":
+            arrays.append(read_wav(path, shape, sampling_rate)[None])
+            names.append(path.name)
         elif suffix == ".csv":
             found = read_csv(path, shape)
             arrays.append(found)

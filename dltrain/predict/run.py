@@ -11,6 +11,10 @@ from dltrain import runs
 from dltrain.predict.answers import Predictions, predictions
 from dltrain.predict.bodies import Input
 from dltrain.predict.inputs import read_inputs, read_named, read_series, read_texts
+from dltrain.predict.masks import class_indices, write_masks
+
+# Where a segmentation run's predicted masks go unless told otherwise.
+PREDICTIONS_DIR = "predictions"
 
 
 @dataclass
@@ -91,13 +95,19 @@ def read_run_inputs(run_dir: Path, inputs: list[Path], *, best: bool = False, tr
     elif run.kind == "text":  # the model vectorizes raw text
         x, names, notes = read_texts(inputs), [path.name for path in inputs], []
     else:
-        x, names, notes = read_inputs(inputs, run.inputs()[0].shape)
+        x, names, notes = read_inputs(inputs, run.inputs()[0].shape, sampling_rate=run.dataset.get("sampling_rate"))
     return RunInputs(model, x, names, notes, run.dataset)
 
 
 def predict(run_dir: Path, inputs: list[Path], *, best: bool = False, batch_size: int = 256,
-            trust_code: bool = False) -> Predictions:
-    """Run a trained run's model (model.keras, or best.keras with `best`) on the given input files."""
+            trust_code: bool = False, masks_dir: Path | None = None) -> Predictions:
+    """Run a trained run's model (model.keras, or best.keras with `best`) on the given input files; a
+    segmentation run writes a mask PNG per input into `masks_dir` (default: RUN/predictions)."""
     read = read_run_inputs(run_dir, inputs, best=best, trust_code=trust_code)
     outputs = read.model.predict(read.x, batch_size=batch_size, verbose=0)
+    if read.dataset.get("task") == "segmentation":
+        written = write_masks(inputs, read.names, outputs, masks_dir or run_dir / PREDICTIONS_DIR)
+        found = Predictions(read.names, class_indices(outputs), None, read.dataset.get("class_names"), read.notes)
+        found.masks = written
+        return found
     return predictions(read.names, outputs, read.dataset, read.notes)

@@ -7,6 +7,7 @@
   envinfo     env.json: versions, device, git commit, config hash
   plots       PNG curves, confusion matrix, misclassified examples, run comparisons (matplotlib, Agg)
   taskplots   forecasts against the truth (time series); per-class precision, recall, F1 (multi-label)
+  mask_plots  a segmentation's test masks over the images, per-class IoU
   overview    `dltrain runs`: summaries, sort, filter (no TensorFlow)
   comparison  `dltrain compare`: config differences and metrics side by side (no TensorFlow)
   tracking    optional MLflow tracking
@@ -30,6 +31,7 @@ from dltrain.runs.plots import (draw_comparison, draw_curves, draw_test_plots, p
 from dltrain.runs.taskplots import PER_CLASS_FILE, draw_forecast, draw_per_class, per_class, write_per_class
 from dltrain.runs.workers import (LOGS_DIR, hold_lock, spawn_worker, try_lock, wait_workers, worker_log_tail,
                                   worker_main)
+from dltrain.runs.mask_plots import draw_iou, draw_masks
 
 __getattr__ = lazy_face(__name__, {
     "BEST_FILE": "best", "BestModel": "best", "monitored": "best",
@@ -45,9 +47,9 @@ __all__ = ["BEST_FILE", "BestModel", "CHECKPOINT_FILE", "CONFIG_FILE", "Checkpoi
            "MlflowTracker", "NonFiniteWeights", "PER_CLASS_FILE", "PYTHONPATH_FILE", "RunInfo", "RunSummary",
            "SORT_KEYS", "STATES", "STATUS_FILE", "atomic_path", "atomic_write_bytes", "atomic_write_json",
            "atomic_write_text", "atomic_write_yaml", "best_epoch", "changed_keys", "check_tracking_installed",
-           "compare", "config_hash", "create_run", "draw_comparison", "draw_curves", "draw_forecast",
-           "draw_per_class", "draw_test_plots", "duration", "git_commit", "higher_is_better", "hold_lock",
-           "list_runs", "load_checkpoint", "metric_names", "monitored", "per_class", "phase_starts",
+           "compare", "config_hash", "create_run", "draw_comparison", "draw_curves", "draw_forecast", "draw_iou",
+           "draw_masks", "draw_per_class", "draw_test_plots", "duration", "git_commit", "higher_is_better",
+           "hold_lock", "list_runs", "load_checkpoint", "metric_names", "monitored", "per_class", "phase_starts",
            "plot_comparison", "primary_metric", "pyplot", "read_history", "read_metrics", "read_status",
            "record_env", "restore_checkpoint", "resume_command", "run_file", "run_info", "run_summaries",
            "save_figure", "save_model", "spawn_worker", "tracking_settings", "try_lock", "wait_workers", "warm_up",

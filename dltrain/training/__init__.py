@@ -9,6 +9,7 @@
   class_weight  training.class_weight as Keras's fit takes it (balanced, or by class name or index)
   lr_find   the learning-rate range test (`dltrain lr-find`): rates rising per step, the steepest descent
   report    what a run records besides checkpoints: overrides, env, summary, TensorBoard, best.keras, plots
+  segments  a segmentation's per-class IoU and test plots (instead of the confusion matrix)
   what runs inside fit: guard (signals, non-finite loss), progress (Rich bars), threads (TensorFlow's pools),
   fused (the fused batch-norm kernel), scoring (one pass over the test split)
 

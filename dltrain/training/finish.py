@@ -8,10 +8,11 @@ from typing import Any, Callable
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 
-from dltrain import runs
+from dltrain import data, runs
 from dltrain.config import LoadedConfig
+from dltrain.errors import first_line
 from dltrain.runs import EpochRecorder
-from dltrain.training import report
+from dltrain.training import report, segments
 from dltrain.training.prepare import Prepared
 from dltrain.training.result import TrainResult
 from dltrain.training.scoring import score
@@ -28,9 +29,15 @@ def finish(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, test_ds: Any
     drawing = report.Drawing(run_dir, recorder.rows, splits)  # the curves are drawn meanwhile
     try:
         scored = score(model, test_ds)  # one pass: the metrics, and the outputs the plots need
-    except BaseException:
+    except BaseException as error:
         drawing.cancel()
-        raise
+        # A damaged test file (or a mask value beyond the classes): named, as during training; the
+        # checkpoints stay, so the run resumes once the file is fixed.
+        unreadable = data.damaged(splits.test) if data.is_data_error(error) else None
+        if unreadable is None:
+            raise
+        runs.write_status(run_dir, "failed", epoch=len(recorder.rows), epochs=epochs, message=first_line(unreadable))
+        raise unreadable from None
     test = scored.metrics
     stage("saving model.keras and drawing the plots")
     drawing.test_outputs(scored.outputs)
@@ -45,8 +52,11 @@ def finish(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, test_ds: Any
     train_metrics.pop("seconds", None)
     train_metrics.pop("phase", None)
     metrics = {"train": train_metrics, "val": val_metrics, "test": test}
+    # A segmentation's figure per class, from the outputs just scored (a classifier's is the confusion matrix).
+    per_class = ({"per_class_iou": segments.per_class_iou(splits.test, scored.outputs, splits.info.class_names or [])}
+                 if splits.info.masks else {})
     runs.atomic_write_json(run_dir / runs.METRICS_FILE,
-                           {**metrics, "epochs": len(recorder.rows), "weights_epoch": weights_epoch,
+                           {**metrics, **per_class, "epochs": len(recorder.rows), "weights_epoch": weights_epoch,
                             "epoch_seconds": recorder.epoch_seconds})
     drawn = drawing.wait()
     stage("closing the run")

@@ -12,7 +12,7 @@ import numpy as np
 
 from dltrain import data
 from dltrain.config import LoadedConfig
-from dltrain.data import augment_batch, targets
+from dltrain.data import augment_batch, augment_masks, targets
 from dltrain.distribute import Distribution, plan as plan_distribution, start as start_distribution
 from dltrain.errors import ModelBuildError, first_line
 from dltrain.model import build_augmentation, build_model, compile_model, dtype_policy
@@ -134,7 +134,10 @@ def _check_augmentation(augmentation: keras.Sequential, loaded: LoadedConfig, sp
                            f"'{splits.info.name}' gives named features", hint="remove dataset.augmentation")
     few = data.examples(splits.train, [0, len(splits.train) - 1])
     try:
-        out = augment_batch(augmentation, data.tensors(few.x))
+        if splits.info.masks:  # image and mask together
+            out, _ = augment_masks(augmentation, data.tensors(few.x), data.tensors(few.y))
+        else:
+            out = augment_batch(augmentation, data.tensors(few.x))
     except Exception as error:  # shape and dtype errors arrive as several TF/Keras types
         raise loaded.error(ModelBuildError, path, f"augmentation cannot take examples of shape "
                            f"{tuple(np.shape(few.x)[1:])}: {first_line(error)}",

@@ -23,6 +23,7 @@ from dltrain.model import load_model
 from dltrain.predict import class_probabilities
 from dltrain.runs import BestModel, MlflowTracker, draw_curves, monitored, record_env, tracking_settings
 from dltrain.trust import require_trust
+from dltrain.training import segments
 
 OVERRIDES_FILE = "overrides.txt"
 SUMMARY_FILE = "summary.txt"
@@ -159,6 +160,8 @@ def draw_test_plots(run_dir: Path, splits: data.Splits, outputs: Any) -> list[Pa
     on it; forecasts against the truth for a time series; per_class.csv and its bars for multi-label tags
     (nothing for other models)."""
     info = splits.info
+    if info.masks:
+        return segments.draw_test_plots(run_dir, splits, outputs)
     labels = splits.test.y
     if info.series is not None and len(labels):
         return [runs.draw_forecast(run_dir, np.asarray(labels), _first(outputs), info.series["labels"],
