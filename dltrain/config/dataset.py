@@ -256,7 +256,8 @@ class DatasetConfig(Section):
             raise PydanticCustomError("name_format", "'format' applies only to a 'path' source",
                                       {"key": "format", "hint": f"remove it; {self.name} is a built-in"})
         kind = self.kind
-        for key in self.model_fields_set:
+        # In the fields' declared order: a set's order would name another key from one run to the next.
+        for key in [key for key in type(self).model_fields if key in self.model_fields_set]:
             users = SOURCE_KEYS.get(key)
             if users is not None and kind and kind not in users:
                 where = f"the {kind} dataset" if self.name and kind != "tfds" else f"'{kind}' sources"
