@@ -19,7 +19,7 @@ The face the rest of dltrain imports; each piece lives in its own module:
 """
 
 from dltrain.config.compose import apply_override, parse_key_path
-from dltrain.config.dataset import DEFAULT_TEST_SPLIT, DatasetConfig, SourceConfig
+from dltrain.config.dataset import DEFAULT_TEST_SPLIT, DatasetConfig, RecordFeature, SourceConfig
 from dltrain.config.explain import origins
 from dltrain.config.fields import Section, Spec, split_spec
 from dltrain.config.formats import (BUILTIN_NAMES, DATASET_NAMES, FORMATS, IMAGE_SUFFIXES, SOURCE_KEYS, absolute_path,
@@ -35,7 +35,7 @@ from dltrain.config.yamlsource import Path_, SourceMap, dotted, parse_yaml, read
 
 __all__ = ["Path_", "SourceMap", "dotted", "get_path", "origins", "parse_ref", "parse_yaml", "read_yaml", "split_output", "to_yaml",
            "BUILTIN_NAMES", "DATASET_NAMES", "DEFAULT_TEST_SPLIT", "FORMATS", "IMAGE_SUFFIXES", "SOURCE_KEYS", "Config", "DatasetConfig",
-           "Describe", "LoadedConfig", "MlflowConfig", "ModelConfig", "Section", "SourceConfig", "Spec", "SweepConfig",
+           "Describe", "LoadedConfig", "MlflowConfig", "ModelConfig", "RecordFeature", "Section", "SourceConfig", "Spec", "SweepConfig",
            "SweepParameter", "TrackingConfig", "TrainingConfig", "absolute_path", "apply_override", "check_graph",
            "data_errors_located", "did_you_mean", "infer_format", "layer_refs", "parse_key_path", "read_config",
            "split_spec", "validate"]

@@ -8,32 +8,38 @@ from pathlib import Path
 
 BUILTIN_NAMES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "imdb", "reuters", "california_housing")
 DATASET_NAMES = (*BUILTIN_NAMES, "synthetic")
-FORMATS = ("npz", "npy", "csv", "parquet", "images", "text", "tfds")
+FORMATS = ("npz", "npy", "csv", "parquet", "images", "text", "tfds", "tfrecord", "hf")
 # Which sources each source-specific dataset key applies to ("path" formats and built-in names).
 SOURCE_KEYS: dict[str, set[str]] = {
     "input_shape": {"synthetic"},
-    "num_classes": {"synthetic"},
-    "features": {"npz", "npy", "csv", "parquet"},
-    "label": {"npz", "npy", "csv", "parquet"},
+    "num_classes": {"synthetic", "tfrecord"},
+    "features": {"npz", "npy", "csv", "parquet", "tfrecord", "hf"},
+    "label": {"npz", "npy", "csv", "parquet", "tfrecord", "hf"},
     "task": {"npz", "npy", "csv", "parquet"},
-    "test_split": {"npz", "npy", "csv", "parquet", "images", "text", "tfds", "california_housing", "reuters"},
+    "test_split": {"npz", "npy", "csv", "parquet", "images", "text", "tfds", "california_housing", "reuters",
+                   "tfrecord", "hf"},
+    "skip_damaged": {"tfrecord"},
+    "split": {"hf"},
     "image_size": {"images", "tfds"},
     "color_mode": {"images"},
     "interpolation": {"images", "tfds"},
     "crop_to_aspect_ratio": {"images"},
-    "class_names": {"text"},  # images too once data/images.py reads it (text.class_folders does the choosing)
-    "max_tokens": {"text", "tfds"},
-    "output_sequence_length": {"text", "tfds"},
-    "output_mode": {"text", "tfds"},
-    "ngrams": {"text", "tfds"},
+    "class_names": {"text", "tfrecord"},  # images too once data/images.py reads it (text.class_folders does the choosing)
+    "max_tokens": {"text", "tfds", "hf"},
+    "output_sequence_length": {"text", "tfds", "hf"},
+    "output_mode": {"text", "tfds", "hf"},
+    "ngrams": {"text", "tfds", "hf"},
     "num_words": {"imdb", "reuters"},
     "maxlen": {"imdb", "reuters"},
     "label_mode": {"cifar100"},
-    "validation": {"npz", "npy", "csv", "parquet", "images", "text"},
-    "test": {"npz", "npy", "csv", "parquet", "images", "text"},
+    "validation": {"npz", "npy", "csv", "parquet", "images", "text", "tfrecord", "hf"},
+    "test": {"npz", "npy", "csv", "parquet", "images", "text", "tfrecord", "hf"},
     "train_size": None, "test_size": None,
 }
-SUFFIX_FORMATS = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+SUFFIX_FORMATS = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
+                  ".tfrecord": "tfrecord", ".tfrecords": "tfrecord"}
+# The files `datasets`' save_to_disk writes at the top of a DatasetDict folder or of a Dataset folder.
+HF_MARKERS = ("dataset_dict.json", "state.json")
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # those image_dataset_from_directory reads
 
 
@@ -41,6 +47,8 @@ def infer_format(path: str) -> str:
     """The format a path's suffix names, or a folder's files show ("" when neither tells)."""
     found = Path(path)
     if found.is_dir():
+        if any((found / marker).is_file() for marker in HF_MARKERS):
+            return "hf"
         # A folder of .npy arrays, or class folders of images or of text files: the first file tells.
         if any(found.glob("*.npy")):
             return "npy"

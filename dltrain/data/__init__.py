@@ -7,7 +7,7 @@ from dltrain.data.pipeline import (cache_file, check_memory_cache, damaged, exam
                                    to_dataset)
 from dltrain.data.sources import describe, load, same_test_split
 from dltrain.data.tabular import named_columns
-from dltrain.data.types import AnySplit, DatasetInfo, FileSplit, Preprocessing, Source, Split, Splits
+from dltrain.data.types import AnySplit, DatasetInfo, ArrowSplit, FileSplit, Preprocessing, RecordSplit, Source, Split, Splits, Streamed
 
 # feed and epochs import TensorFlow: they load on first use.
 __getattr__ = lazy_face(__name__, {
@@ -17,6 +17,6 @@ __getattr__ = lazy_face(__name__, {
 
 __all__ = ["EpochRandomness", "FitData", "MAX_SCORING_BATCH", "augment_batch", "evaluation_dataset", "fit_datasets",
            "named_columns", "same_test_split", "scoring_batch_size", "targets",
-           "DATA_ENV", "OFFLINE_ENV", "AnySplit", "DatasetInfo", "FileSplit", "Preprocessing", "Source", "Split",
+           "DATA_ENV", "OFFLINE_ENV", "AnySplit", "ArrowSplit", "DatasetInfo", "FileSplit", "Preprocessing", "RecordSplit", "Source", "Split", "Streamed",
            "Splits", "cache_file", "check_memory_cache", "damaged", "describe", "examples", "in_memory", "is_data_error", "load", "read_idx",
            "search_dirs", "tensors", "to_dataset"]

@@ -8,7 +8,7 @@ from typing import Any, Callable
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 
-from dltrain import runs
+from dltrain import data, runs
 from dltrain.config import LoadedConfig
 from dltrain.runs import EpochRecorder
 from dltrain.training import report
@@ -28,8 +28,13 @@ def finish(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, test_ds: Any
     drawing = report.Drawing(run_dir, recorder.rows, splits)  # the curves are drawn meanwhile
     try:
         scored = score(model, test_ds)  # one pass: the metrics, and the outputs the plots need
-    except BaseException:
+    except BaseException as error:
         drawing.cancel()
+        # A damaged file or record among the streamed test examples: TensorFlow's error does not say which.
+        found = data.damaged(splits.test) if isinstance(error, Exception) and data.is_data_error(error) else None
+        if found is not None:
+            runs.write_status(run_dir, "failed", epoch=len(recorder.rows), epochs=epochs, message=found.message)
+            raise found from None
         raise
     test = scored.metrics
     stage("saving model.keras and drawing the plots")
