@@ -26,15 +26,20 @@ _OPENED: dict[Any, Any] = {}  # the opened dataset per path: describe and read s
 
 
 def _library() -> Any:
-    """`datasets`, told to stay offline (no retries for ~20 s) where dltrain is."""
-    if os.environ.get(OFFLINE_ENV):
+    """`datasets`, told to stay offline where dltrain is (else a hub name retries for ~23 s before it fails)."""
+    offline = bool(os.environ.get(OFFLINE_ENV))
+    if offline:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     try:
         import datasets
+        import huggingface_hub.constants
     except ImportError:
         raise DataError("format: hf needs the datasets library, which is not installed", key="dataset.format",
                         hint=_INSTALL) from None
+    if offline:  # both read the variables when first imported, which may have been before this
+        datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = True
+        huggingface_hub.constants.HF_HUB_OFFLINE = True
     return datasets
 
 
