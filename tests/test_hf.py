@@ -105,6 +105,16 @@ def test_a_datasetdict_folder_trains_evaluates_and_predicts(trained):
     assert re.search(r"one\.png\s*│\s*cat ", predicted.stdout), predicted.stdout
 
 
+def test_streamed_rows_train_exactly_as_the_rows_in_memory(trained, tmp_path: Path):
+    import keras
+
+    root, run = trained  # trained with cache: true (the default): decoded once into memory
+    streamed = run_folder(cli("train", config(tmp_path, root / "dict", extra="  features: [image]\n"),
+                              "--set", "training.cache=false", "--output-dir", tmp_path / "out", "--no-progress"))
+    weights = [keras.saving.load_model(r / "model.keras").get_weights() for r in (run, streamed)]
+    assert all(np.array_equal(a, b) for a, b in zip(*weights))  # the same (seed, epoch) order, batch for batch
+
+
 def test_a_dataset_folder_of_numbers_carves_its_test_split(tmp_path: Path):
     table(100, 3).save_to_disk(str(tmp_path / "one"))
     layers = "    - Dense: {units: 3, activation: softmax}\n"

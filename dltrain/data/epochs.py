@@ -147,16 +147,19 @@ class EpochRandomness(keras.callbacks.Callback):
 
     def arrow(self, split: ArrowSplit, batch_size: int, *, cache: str | None = None,
               buffer: int | None = None) -> Any:
-        """Batches of an Arrow split: each epoch takes the rows in a permutation drawn from (seed, epoch) from
-        the memory-mapped table; with a cache file, decoded once (in an order drawn from the seed) and
-        reshuffled each epoch through a buffer of `buffer` examples."""
+        """Batches of an Arrow split: each epoch takes the rows from the memory-mapped table in the permutation
+        arrays in memory train in (the same (seed, epoch) order: the same batches as the arrays would give);
+        with a cache file, decoded once (in an order drawn from the seed) and reshuffled each epoch through a
+        buffer of `buffer` examples."""
         count = len(split)
         if cache is None:
-            seed = derived_seed(self.seed, 0x5EED)
+            spread = float(buffer) if buffer and buffer < count else None  # as dataset() orders arrays
             # Not converted by AutoGraph: it would look into the generator that reads the rows.
-            epoch = tf.autograph.experimental.do_not_convert(lambda _: arrow_rows(split, self.epoch, seed).batch(batch_size))
+            epoch = tf.autograph.experimental.do_not_convert(
+                lambda _: arrow_rows(split, self._order(count, spread)).batch(batch_size))
             return _each_epoch(epoch, count, batch_size)
-        stored = arrow_rows(split, 0, derived_seed(self.seed, 0xCAC4E)).cache(cache)
+        stored_order = np.random.default_rng(derived_seed(self.seed, 0xCAC4E)).permutation(count)
+        stored = arrow_rows(split, stored_order).cache(cache)
         return self._reshuffled(stored, count, batch_size, min(buffer or FILE_CACHE_BUFFER, count))
 
     def _reshuffled(self, stored: Any, count: int, batch_size: int, size: int) -> Any:

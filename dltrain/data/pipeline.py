@@ -80,24 +80,24 @@ def records(split: RecordSplit, order: Any = None, shuffle: tuple[int, Any] | No
 ARROW_CHUNK = 1024
 
 
-def arrow_rows(split: ArrowSplit, epoch: Any = 0, seed: int | None = None) -> Any:
-    """(example, label) of an Arrow split: chunks of rows taken from the memory-mapped table by a generator (in
-    stored order, or with `seed` in an order drawn from (seed, epoch)), decoded in parallel."""
+def arrow_rows(split: ArrowSplit, order: Any = None) -> Any:
+    """(example, label) of an Arrow split: chunks of rows taken from the memory-mapped table by a generator, in
+    `order` (a tensor of positions: the permutation in-memory arrays train in) or in stored order; decoded in
+    parallel."""
     import tensorflow as tf
 
     count = len(split)
+    order = tf.range(count, dtype=tf.int64) if order is None else tf.cast(order, tf.int64)
 
-    def chunks(epoch_now: Any) -> Any:
-        order = np.arange(count) if seed is None else \
-            np.random.default_rng([seed, int(epoch_now)]).permutation(count)
+    def chunks(positions: np.ndarray) -> Any:
         for start in range(0, count, ARROW_CHUNK):
-            picked = order[start: start + ARROW_CHUNK]
+            picked = positions[start: start + ARROW_CHUNK]
             yield split.rows(split.index[picked]), split.y[picked]
 
     raw_shape = [] if split.decode is not None else list(split.element_shape)
     signature = (tf.TensorSpec([None, *raw_shape], getattr(tf, split.raw_dtype)),
                  tf.TensorSpec([None, *split.y.shape[1:]], tf.as_dtype(split.y.dtype)))
-    ds = tf.data.Dataset.from_generator(chunks, output_signature=signature, args=(epoch,)).unbatch()
+    ds = tf.data.Dataset.from_generator(chunks, output_signature=signature, args=(order,)).unbatch()
     if split.decode is not None:
         decode = split.decode
         ds = ds.map(lambda raw, y: (decode(raw), y), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
