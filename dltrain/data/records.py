@@ -167,12 +167,10 @@ def _scan(files: list[str], config: DatasetConfig) -> Scan:
         scan.stops.append(readable)
         if len(numbers):
             scan.skips[index] = numbers
-        kept = np.setdiff1d(np.arange(readable), numbers)
         raw = tf.data.TFRecordDataset(path).take(readable).enumerate() \
             .filter(lambda i, r: tf.logical_not(tf.reduce_any(tf.equal(i, numbers)))).map(second)
         ys = [check(batch)[0].numpy() for batch in raw.batch(_BATCH)]
         scan.labels.append(np.concatenate(ys) if ys else np.zeros(0))
-        assert sum(map(len, ys)) == len(kept)
     _CACHE.clear()
     _CACHE[stamp] = scan
     return scan
@@ -267,22 +265,26 @@ def _largest_label(files: list[str], label: str) -> int:
     return largest
 
 
-def _classes(config: DatasetConfig, features: dict[str, Any], label: str, files: list[str]) -> tuple[int | None, list[str] | None]:
+def _classes(config: DatasetConfig, features: dict[str, Any], label: str, files: list[str],
+             labels: np.ndarray | None) -> tuple[int | None, list[str] | None]:
+    """(number of classes, names): from the config, else the largest label (read here unless `labels` are given)."""
     if features[label].dtype != "int64":
         return None, None  # float labels: a regression
     if config.class_names is not None:
         return len(config.class_names), list(config.class_names)
     if config.num_classes is not None:
         return config.num_classes, None
-    return _largest_label(files, label) + 1, None
+    largest = (int(labels.max()) if len(labels) else -1) if labels is not None else _largest_label(files, label)
+    return largest + 1, None
 
 
-def _info(config: DatasetConfig, files: list[str]) -> tuple[DatasetInfo, dict[str, Any], dict[str, tuple[int, ...]]]:
+def _info(config: DatasetConfig, files: list[str], labels: np.ndarray | None = None
+          ) -> tuple[DatasetInfo, dict[str, Any], dict[str, tuple[int, ...]]]:
     features, label = _features(config), config.label or "label"
     if label not in features or list(features[label].shape) not in ([], [1]) and features[label].dtype == "int64":
         raise DataError(f"the label '{label}' must be one int64 class index or float32 values", key="dataset.label")
     shapes = _shapes(files, features, label)
-    num_classes, names = _classes(config, features, label, files)
+    num_classes, names = _classes(config, features, label, files, labels)
     inputs = [key for key in features if key != label]
     name = os.path.basename(os.path.dirname(files[0])) or "tfrecord"
     info = DatasetInfo(name, shapes[inputs[0]], num_classes, names)
@@ -298,9 +300,9 @@ def describe(config: DatasetConfig) -> DatasetInfo:
 def read(config: DatasetConfig, seed: int) -> Source:
     """The shards, streamed: after the cheap pass only their record counts and labels are in memory."""
     files = shard_files(config.path or "")
-    info, features, shapes = _info(config, files)
-    label = config.label or "label"
     scan = _scan(files, config)
+    info, features, shapes = _info(config, files, np.concatenate(scan.labels))
+    label = config.label or "label"
     if scan.damaged:
         shown = "; ".join(scan.damaged[:_NAMED]) + ("; ..." if len(scan.damaged) > _NAMED else "")
         info.notes.append(f"skipped {len(scan.damaged):,} damaged record{'s' if len(scan.damaged) > 1 else ''} "
