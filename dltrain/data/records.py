@@ -109,8 +109,8 @@ def _diagnose(path: str, features: dict[str, Any], label: str, check: Any) -> tu
 
     readable, truncated = 0, ""
     try:
-        for _ in tf.data.TFRecordDataset(path).batch(_BATCH):
-            readable += int(_.shape[0])
+        for batch in tf.data.TFRecordDataset(path).batch(_BATCH):
+            readable += int(batch.shape[0])
     except tf.errors.OpError as error:
         readable = sum(1 for _ in tf.data.TFRecordDataset(path).ignore_errors())
         truncated = _reason(error)
@@ -155,7 +155,7 @@ def _scan(files: list[str], config: DatasetConfig) -> Scan:
         except tf.errors.OpError:
             pass
         readable, bad, truncated = _diagnose(path, features, label, check)
-        if not config.skip_damaged:
+        if not config.skip_damaged and (bad or truncated):
             if bad:
                 raise DataError(f"{path}: record {bad[0][0]}: {bad[0][1]}", key="dataset.path", hint=_HINT)
             raise DataError(f"{path}: record {readable}: the file ends inside it (truncated: {truncated})",
@@ -177,8 +177,8 @@ def _scan(files: list[str], config: DatasetConfig) -> Scan:
 
 
 def parser(features: dict[str, Any], label: str, shapes: dict[str, tuple[int, ...]], classify: bool) -> Any:
-    """A TF-ops-only function from one serialized Example to (example, label): images decoded to uint8 of the
-    shape the first record has (another shape is an error naming the record), several inputs as a dict."""
+    """A TF-ops-only function from one serialized Example to (example, label): an image decoded to uint8 of the
+    shape the first record has (another shape is an error naming the record)."""
     inputs = [key for key in features if key != label]
 
     def parse(record: Any) -> Any:
