@@ -61,7 +61,7 @@ def test_config_errors(write_config):
     with pytest.raises(ConfigError) as info:
         load_config(config)
     assert str(info.value) == (f"{config}:6:3: dataset.sampling_rate: 'sampling_rate' does not apply to the synthetic "
-                               "dataset (remove it; it applies to: audio)")
+                               "dataset (remove it; it applies to: audio, timeseries)")
     config = write_config(SYNTHETIC.replace("  name: synthetic\n  input_shape: [8]\n  num_classes: 3\n",
                                             "  path: sounds\n  format: audio\n  sampling_rate: 0\n"))
     with pytest.raises(ConfigError) as info:

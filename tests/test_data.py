@@ -209,7 +209,7 @@ def test_an_image_folder_with_its_own_test_folder_trains(pets: Path):
      "the training data's; or give dataset.color_mode the same value)"),
     ("{path: imgs/test, max_tokens: 100}",
      "pets.yaml:6:27: dataset.test.max_tokens: 'max_tokens' does not apply to 'images' sources (remove it; it "
-     "applies to: csv, parquet, text)"),
+     "applies to: csv, hf, parquet, text)"),
     ("{path: imgs/test, image_sise: [16, 16]}",
      "pets.yaml:6:27: dataset.test.image_sise: unknown key 'image_sise' (did you mean 'image_size'?)"),
 ], ids=["another-shape", "another-channel-count", "not-of-its-format", "typo"])

@@ -19,7 +19,7 @@ The face the rest of dltrain imports; each piece lives in its own module:
 """
 
 from dltrain.config.compose import apply_override, parse_key_path
-from dltrain.config.dataset import DEFAULT_TEST_SPLIT, DatasetConfig, SourceConfig
+from dltrain.config.dataset import DEFAULT_TEST_SPLIT, DatasetConfig, RecordFeature, SourceConfig
 from dltrain.config.explain import origins
 from dltrain.config.fields import Section, Spec, split_spec
 from dltrain.config.formats import (AUDIO_SUFFIXES, BUILTIN_NAMES, DATASET_NAMES, FORMATS, IMAGE_SUFFIXES, SOURCE_KEYS, absolute_path,
@@ -33,9 +33,10 @@ from dltrain.config.schema import Config, MlflowConfig, ModelConfig, TrackingCon
 from dltrain.config.sweep import SweepConfig, SweepParameter
 from dltrain.config.yamlsource import Path_, SourceMap, dotted, parse_yaml, read_yaml, to_yaml
 
-__all__ = ["Path_", "SourceMap", "dotted", "get_path", "origins", "parse_ref", "parse_yaml", "read_yaml", "split_output", "to_yaml",
-           "AUDIO_SUFFIXES", "BUILTIN_NAMES", "DATASET_NAMES", "DEFAULT_TEST_SPLIT", "FORMATS", "IMAGE_SUFFIXES", "SOURCE_KEYS", "Config", "DatasetConfig",
-           "Describe", "LoadedConfig", "MlflowConfig", "ModelConfig", "Section", "SourceConfig", "Spec", "SweepConfig",
+__all__ = ["AUDIO_SUFFIXES", "BUILTIN_NAMES", "Config", "DATASET_NAMES", "DEFAULT_TEST_SPLIT", "DatasetConfig",
+           "Describe", "FORMATS", "IMAGE_SUFFIXES", "LoadedConfig", "MlflowConfig", "ModelConfig", "Path_",
+           "RecordFeature", "SOURCE_KEYS", "Section", "SourceConfig", "SourceMap", "Spec", "SweepConfig",
            "SweepParameter", "TrackingConfig", "TrainingConfig", "absolute_path", "apply_override", "check_graph",
-           "data_errors_located", "did_you_mean", "infer_format", "layer_refs", "parse_key_path", "read_config",
-           "split_spec", "validate"]
+           "data_errors_located", "did_you_mean", "dotted", "get_path", "infer_format", "layer_refs", "origins",
+           "parse_key_path", "parse_ref", "parse_yaml", "read_config", "read_yaml", "split_output", "split_spec",
+           "to_yaml", "validate"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -29,13 +31,34 @@ OutputMode = Literal["int", "multi_hot", "count", "tf_idf"]
 _TEXT_KEYS = ("max_tokens", "output_sequence_length", "output_mode", "ngrams")
 
 
+class RecordFeature(Section):
+    """One `tf.train.Example` key of a tfrecord source: `tf.io.FixedLenFeature`'s shape and dtype, and
+    `decode` for an encoded image (decoded to uint8 in the pipeline)."""
+
+    shape: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
+    dtype: Literal["string", "int64", "float32"] = "int64"
+    decode: Literal["png", "jpeg"] | None = None
+
+    @model_validator(mode="after")
+    def _decodes_bytes(self) -> RecordFeature:
+        if self.decode is not None and (self.dtype != "string" or self.shape):
+            raise PydanticCustomError("decode_string", "decode: {decode} reads one encoded image: shape [] and "
+                                      "dtype string", {"decode": self.decode, "key": "decode",
+                                                       "hint": "write {shape: [], dtype: string, decode: ...}"})
+        return self
+
+
+# Arrays and tables: names of arrays or columns; tfrecord: Example keys with their shape and dtype.
+Features = str | list[str] | dict[str, RecordFeature]
+
+
 class SourceConfig(Section):
     """An explicit `validation:` or `test:` source: its own path, and the keys of its format where it sets
     them (unset, they are the main source's). config/split_sources.py checks them against the training data's."""
 
     path: str
     format: str | None = None
-    features: str | list[str] | None = None
+    features: Features | None = None
     label: str | list[str] | None = None
     task: Task | None = None
     label_separator: Annotated[str, Field(min_length=1)] | None = None
@@ -58,8 +81,8 @@ class SourceConfig(Section):
 
     @field_validator("path")
     @classmethod
-    def _absolute(cls, path: str) -> str:
-        return absolute_path(path)
+    def _absolute(cls, path: str, info: ValidationInfo) -> str:
+        return _local_or_hub(path, info.data.get("format"))
 
     @field_validator("masks")
     @classmethod
@@ -70,6 +93,13 @@ class SourceConfig(Section):
     @classmethod
     def _known_format(cls, value: str | None) -> str | None:
         return _check_format(value)
+
+
+def _local_or_hub(path: str, kind: str | None) -> str:
+    """A path made absolute, except a Hugging Face hub name (`user/name`) that is not a local folder."""
+    if kind == "hf" and not Path(os.path.expanduser(path)).exists():
+        return path
+    return absolute_path(path)
 
 
 def _check_format(value: str | None) -> str | None:
@@ -108,8 +138,8 @@ class DatasetConfig(Section):
     format: str | None = None
     name: str | None = None
     path: str | None = None
-    # Arrays and tables: which arrays or columns hold the features and the labels.
-    features: str | list[str] | None = None
+    # Arrays and tables: which arrays or columns hold the features and the labels; tfrecord: Example keys.
+    features: Features | None = None
     # One column (or array); a list of 0/1 columns (multi-label) or of columns to forecast (timeseries).
     label: str | list[str] | None = None
     task: Task | None = None
@@ -132,6 +162,8 @@ class DatasetConfig(Section):
     data_dir: str | None = None
     train_size: int | None = Field(None, ge=1)
     test_size: int | None = Field(None, ge=1)
+    # hf: the split of a DatasetDict (or a hub dataset) trained on.
+    split: str | None = None
     # `synthetic`: the shape of one example and the number of classes. Image folders with `masks`: the
     # number of classes (else the largest mask value plus one, which reads every mask).
     input_shape: list[int] | None = None
@@ -181,8 +213,8 @@ class DatasetConfig(Section):
 
     @field_validator("path", "data_dir", "masks")
     @classmethod
-    def _absolute(cls, path: str | None) -> str | None:
-        return None if path is None else absolute_path(path)
+    def _absolute(cls, path: str | None, info: ValidationInfo) -> str | None:
+        return None if path is None else _local_or_hub(path, info.data.get("format") if info.field_name == "path" else None)
 
     @field_validator("format")
     @classmethod
@@ -276,6 +308,14 @@ class DatasetConfig(Section):
             raise PydanticCustomError(
                 "max_tokens", "output_mode '{mode}' needs max_tokens (the length of each text's vector)",
                 {"key": "output_mode", "mode": self.output_mode, "hint": "add e.g. 'max_tokens: 20000' under 'dataset'"})
+        if kind == "tfrecord" and not isinstance(self.features, dict):
+            raise PydanticCustomError(
+                "record_features", "a tfrecord source needs 'features': a mapping of Example keys to {shape, dtype}",
+                {"key": "features", "hint": "e.g. features: {image: {shape: [], dtype: string, decode: png}, "
+                                            "label: {shape: [], dtype: int64}}"})
+        if isinstance(self.features, dict) and kind != "tfrecord":
+            raise PydanticCustomError("features_map", "'features' is a mapping of Example keys only for tfrecord "
+                                      "sources", {"key": "features", "hint": "give a column or array name, or a list"})
         if self.validation is not None and "validation_split" in self.model_fields_set:
             raise PydanticCustomError("validation_twice", "give either 'validation_split' or 'validation', not both",
                                       {"key": "validation", "hint": "'validation' is a source of its own; remove 'validation_split'"})

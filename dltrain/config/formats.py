@@ -8,15 +8,16 @@ from pathlib import Path
 
 BUILTIN_NAMES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "imdb", "reuters", "california_housing")
 DATASET_NAMES = (*BUILTIN_NAMES, "synthetic")
-FORMATS = ("npz", "npy", "csv", "parquet", "images", "text", "audio", "tfds", "timeseries")
+FORMATS = ("npz", "npy", "csv", "parquet", "images", "text", "audio", "tfds", "timeseries", "tfrecord", "hf")
 # Which sources each source-specific dataset key applies to ("path" formats and built-in names).
 SOURCE_KEYS: dict[str, set[str]] = {
     "input_shape": {"synthetic"},
-    "num_classes": {"synthetic", "images"},  # images: with masks only (a segmentation's classes)
+    "num_classes": {"synthetic", "images", "tfrecord"},  # images: with masks only (a segmentation's classes)
     "masks": {"images"},
-    "skip_damaged": {"audio"},
-    "features": {"npz", "npy", "csv", "parquet", "timeseries"},
-    "label": {"npz", "npy", "csv", "parquet", "timeseries"},
+    "skip_damaged": {"audio", "tfrecord"},
+    "split": {"hf"},
+    "features": {"npz", "npy", "csv", "parquet", "timeseries", "tfrecord", "hf"},
+    "label": {"npz", "npy", "csv", "parquet", "timeseries", "tfrecord", "hf"},
     "label_separator": {"csv", "parquet"},
     "text": {"csv", "parquet"},
     "sequence_length": {"timeseries"},
@@ -25,24 +26,27 @@ SOURCE_KEYS: dict[str, set[str]] = {
     "horizon": {"timeseries"},
     "task": {"npz", "npy", "csv", "parquet"},
     "test_split": {"npz", "npy", "csv", "parquet", "images", "text", "audio", "tfds", "timeseries",
-                   "california_housing", "reuters"},
+                   "california_housing", "reuters", "tfrecord", "hf"},
     "image_size": {"images", "tfds"},
     "color_mode": {"images"},
     "interpolation": {"images", "tfds"},
     "crop_to_aspect_ratio": {"images"},
-    "class_names": {"text"},  # images too once data/images.py reads it (text.class_folders does the choosing)
-    "max_tokens": {"text", "tfds", "csv", "parquet"},
-    "output_sequence_length": {"text", "tfds", "csv", "parquet", "audio"},
-    "output_mode": {"text", "tfds", "csv", "parquet"},
-    "ngrams": {"text", "tfds", "csv", "parquet"},
+    "class_names": {"text", "tfrecord"},  # images too once data/images.py reads it (text.class_folders does the choosing)
+    "max_tokens": {"text", "tfds", "csv", "parquet", "hf"},
+    "output_sequence_length": {"text", "tfds", "csv", "parquet", "audio", "hf"},
+    "output_mode": {"text", "tfds", "csv", "parquet", "hf"},
+    "ngrams": {"text", "tfds", "csv", "parquet", "hf"},
     "num_words": {"imdb", "reuters"},
     "maxlen": {"imdb", "reuters"},
     "label_mode": {"cifar100"},
-    "validation": {"npz", "npy", "csv", "parquet", "images", "text", "audio"},
-    "test": {"npz", "npy", "csv", "parquet", "images", "text", "audio"},
+    "validation": {"npz", "npy", "csv", "parquet", "images", "text", "audio", "tfrecord", "hf"},
+    "test": {"npz", "npy", "csv", "parquet", "images", "text", "audio", "tfrecord", "hf"},
     "train_size": None, "test_size": None, "fold": None,
 }
-SUFFIX_FORMATS = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+SUFFIX_FORMATS = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
+                  ".tfrecord": "tfrecord", ".tfrecords": "tfrecord"}
+# The files `datasets`' save_to_disk writes at the top of a DatasetDict folder or of a Dataset folder.
+HF_MARKERS = ("dataset_dict.json", "state.json")
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # those image_dataset_from_directory reads
 AUDIO_SUFFIXES = (".wav",)  # those audio_dataset_from_directory reads
 
@@ -51,6 +55,8 @@ def infer_format(path: str) -> str:
     """The format a path's suffix names, or a folder's files show ("" when neither tells)."""
     found = Path(path)
     if found.is_dir():
+        if any((found / marker).is_file() for marker in HF_MARKERS):
+            return "hf"
         # A folder of .npy arrays, or class folders of images, text or .wav files: the first file tells.
         if any(found.glob("*.npy")):
             return "npy"

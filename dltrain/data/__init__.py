@@ -10,7 +10,8 @@ from dltrain.data.pipeline import (cache_file, check_memory_cache, damaged, deco
                                    is_data_error, tensors, to_dataset)
 from dltrain.data.sources import describe, load, same_test_split
 from dltrain.data.timeseries import file_windows
-from dltrain.data.types import AnySplit, DatasetInfo, FileSplit, Preprocessing, Source, Split, Splits
+from dltrain.data.types import (AnySplit, ArrowSplit, DatasetInfo, FileSplit, Preprocessing, RecordSplit, Source,
+                                Split, Splits, Streamed)
 
 # feed and epochs import TensorFlow: they load on first use.
 __getattr__ = lazy_face(__name__, {
@@ -18,9 +19,10 @@ __getattr__ = lazy_face(__name__, {
     "fit_datasets": "feed", "scoring_batch_size": "feed", "targets": "feed", "EpochRandomness": "epochs",
 })
 
-__all__ = ["AnySplit", "DATA_ENV", "DatasetInfo", "EpochRandomness", "FileSplit", "FitData", "MAX_SCORING_BATCH",
-           "OFFLINE_ENV", "Preprocessing", "Source", "Split", "Splits", "assign_folds", "audio_decoder",
-           "augment_batch", "augment_masks", "cache_file", "check_memory_cache", "damaged", "decoded_labels",
-           "describe", "evaluation_dataset", "examples", "file_windows", "fit_datasets", "in_memory", "input_name",
-           "is_data_error", "load", "named_columns", "read_idx", "read_wav_header", "same_test_split",
-           "scoring_batch_size", "search_dirs", "targets", "tensors", "to_dataset"]
+__all__ = ["AnySplit", "ArrowSplit", "DATA_ENV", "DatasetInfo", "EpochRandomness", "FileSplit", "FitData",
+           "MAX_SCORING_BATCH", "OFFLINE_ENV", "Preprocessing", "RecordSplit", "Source", "Split", "Splits",
+           "Streamed", "assign_folds", "audio_decoder", "augment_batch", "augment_masks", "cache_file",
+           "check_memory_cache", "damaged", "decoded_labels", "describe", "evaluation_dataset", "examples",
+           "file_windows", "fit_datasets", "in_memory", "input_name", "is_data_error", "load", "named_columns",
+           "read_idx", "read_wav_header", "same_test_split", "scoring_batch_size", "search_dirs", "targets",
+           "tensors", "to_dataset"]

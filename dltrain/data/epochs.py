@@ -17,8 +17,8 @@ from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 import tensorflow as tf
 
-from dltrain.data.types import FileSplit, Split
-from dltrain.data.pipeline import decoded, tensors
+from dltrain.data.types import ArrowSplit, FileSplit, RecordSplit, Split
+from dltrain.data.pipeline import arrow_rows, decoded, records, tensors
 
 # With a cache file, streamed examples are stored once in a seeded order and each epoch reshuffles them
 # through a buffer of this many examples (when training.shuffle_buffer is not set): memory stays bounded.
@@ -122,6 +122,54 @@ class EpochRandomness(keras.callbacks.Callback):
             def epoch(_: Any) -> Any:
                 return stored.shuffle(min(buffer or FILE_CACHE_BUFFER, count), seed=seed + self.epoch * 7919,
                                       reshuffle_each_iteration=False).batch(batch_size)
+
+        return _each_epoch(epoch, count, batch_size)
+
+    def records(self, split: RecordSplit, batch_size: int, *, cache: str | None = None,
+                buffer: int | None = None) -> Any:
+        """Batches of a record split in an order drawn from (seed, epoch); nothing but the shard list in memory.
+
+        Without `cache`, each epoch reads the shards in a permuted order, several at once, interleaving their
+        records, and shuffles the serialized records through a buffer of `buffer` examples before decoding.
+        With a cache file, the records are decoded once (shards in an order drawn from the seed) into it, and
+        each epoch reshuffles the decoded examples through that buffer.
+        """
+        count, shards = len(split), len(split.files)
+        size = min(buffer or FILE_CACHE_BUFFER, count)
+        seed = derived_seed(self.seed, 0xB0FF)
+        if cache is None:
+            def epoch(_: Any) -> Any:
+                order = self._order(shards)
+                return records(split, order, (size, seed + self.epoch * 7919)).batch(batch_size)
+        else:
+            stored_order = np.random.default_rng(derived_seed(self.seed, 0xCAC4E)).permutation(shards)
+            stored = records(split, stored_order).cache(cache)
+            return self._reshuffled(stored, count, batch_size, size)
+        return _each_epoch(epoch, count, batch_size)
+
+    def arrow(self, split: ArrowSplit, batch_size: int, *, cache: str | None = None,
+              buffer: int | None = None) -> Any:
+        """Batches of an Arrow split: each epoch takes the rows from the memory-mapped table in the permutation
+        arrays in memory train in (the same (seed, epoch) order: the same batches as the arrays would give);
+        with a cache file, decoded once (in an order drawn from the seed) and reshuffled each epoch through a
+        buffer of `buffer` examples."""
+        count = len(split)
+        if cache is None:
+            spread = float(buffer) if buffer and buffer < count else None  # as dataset() orders arrays
+            # Not converted by AutoGraph: it would look into the generator that reads the rows.
+            epoch = tf.autograph.experimental.do_not_convert(
+                lambda _: arrow_rows(split, self._order(count, spread)).batch(batch_size))
+            return _each_epoch(epoch, count, batch_size)
+        stored_order = np.random.default_rng(derived_seed(self.seed, 0xCAC4E)).permutation(count)
+        stored = arrow_rows(split, stored_order).cache(cache)
+        return self._reshuffled(stored, count, batch_size, min(buffer or FILE_CACHE_BUFFER, count))
+
+    def _reshuffled(self, stored: Any, count: int, batch_size: int, size: int) -> Any:
+        """Batches of cached examples, reshuffled through a buffer of `size` seeded from (seed, epoch)."""
+        seed = derived_seed(self.seed, 0xB0FF)
+
+        def epoch(_: Any) -> Any:
+            return stored.shuffle(size, seed=seed + self.epoch * 7919, reshuffle_each_iteration=False).batch(batch_size)
 
         return _each_epoch(epoch, count, batch_size)
 

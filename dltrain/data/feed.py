@@ -16,8 +16,9 @@ import tensorflow as tf
 
 from dltrain.config import TrainingConfig
 from dltrain.data.epochs import EpochRandomness
-from dltrain.data.pipeline import cache_file, in_memory, to_dataset
-from dltrain.data.types import AnySplit, FileSplit, Splits
+from dltrain.data.pipeline import cache_file, in_memory, own_threads, to_dataset
+from dltrain.data.types import AnySplit, ArrowSplit, FileSplit, RecordSplit, Splits
+from dltrain.data.workers import WorkerPart, worker_part
 
 
 # The test split is scored once, in inference mode, where the batch size changes no figure (the metrics and
@@ -45,6 +46,9 @@ class FitData:
     validation: Any | None
     test: Any
     randomness: EpochRandomness
+    # The training batches are this worker's own files (multi-worker, AutoShardPolicy.FILE); False: by data.
+    by_file: bool = False
+    notes: tuple[str, ...] = ()
 
 
 def targets(output_names: list[str], y: Any) -> Any:
@@ -99,7 +103,11 @@ def _train(split: AnySplit, training: TrainingConfig, randomness: EpochRandomnes
     if not training.shuffle:
         ds = to_dataset(split, batch_size, cache=cache)
     elif isinstance(split, FileSplit) and cache is not True:
-        ds = randomness.files(split, batch_size, cache=cache or None, buffer=training.shuffle_buffer)
+        ds = own_threads(randomness.files(split, batch_size, cache=cache or None, buffer=training.shuffle_buffer))
+    elif isinstance(split, RecordSplit) and cache is not True:
+        ds = own_threads(randomness.records(split, batch_size, cache=cache or None, buffer=training.shuffle_buffer))
+    elif isinstance(split, ArrowSplit) and cache is not True:
+        ds = own_threads(randomness.arrow(split, batch_size, cache=cache or None, buffer=training.shuffle_buffer))
     else:  # in memory: arrays, or streamed files decoded once into memory (cache: true)
         ds = randomness.dataset(in_memory(split), batch_size, training.shuffle_buffer)
     if augmentation is not None:
@@ -113,19 +121,23 @@ def _train(split: AnySplit, training: TrainingConfig, randomness: EpochRandomnes
 
 
 def fit_datasets(splits: Splits, training: TrainingConfig, seed: int, output_names: list[str],
-                 augmentation: Any = None) -> FitData:
-    """The train, validation and test datasets of a run, with the per-epoch randomness that orders them."""
+                 augmentation: Any = None, worker: tuple[int, int] | None = None) -> FitData:
+    """The train, validation and test datasets of a run, with the per-epoch randomness that orders them;
+    `worker` (rank, workers) of a multi-worker job: the training files this worker reads."""
     randomness = EpochRandomness(seed, augmentation.variables if augmentation is not None else None)
     batch_size = training.batch_size
+    part = worker_part(splits.train, *worker) if worker is not None else WorkerPart(splits.train, False)
 
     def fixed(name: str, split: AnySplit, size: int) -> Any:
         return _for_outputs(to_dataset(split, size, cache=_cache(training.cache, name, split, size)), output_names)
 
     return FitData(
-        train=_for_outputs(_train(splits.train, training, randomness, augmentation, splits.info.masks), output_names),
+        train=_for_outputs(_train(part.split, training, randomness, augmentation, splits.info.masks), output_names),
         validation=fixed("val", splits.val, batch_size) if splits.val is not None else None,
         test=fixed("test", splits.test, scoring_batch_size(splits.test, batch_size)),
         randomness=randomness,
+        by_file=part.by_file,
+        notes=(part.note,) if part.note else (),
     )
 
 

@@ -9,8 +9,18 @@ from typing import Any
 
 import numpy as np
 
-from dltrain.data.types import AnySplit, FileSplit, Split
+from dltrain.data.types import AnySplit, ArrowSplit, FileSplit, RecordSplit, Split, Streamed
 from dltrain.errors import DataError, first_line
+
+
+def first(a: Any, _: Any) -> Any:
+    """The first of a pair (a tf.data map function)."""
+    return a
+
+
+def second(_: Any, b: Any) -> Any:
+    """The second of a pair (a tf.data map function)."""
+    return b
 
 
 def decoded(split: FileSplit, paths: Any, labels: Any) -> Any:
@@ -24,6 +34,95 @@ def decoded(split: FileSplit, paths: Any, labels: Any) -> Any:
     ds = tf.data.Dataset.from_tensor_slices((paths, labels))
     # deterministic: the order stays the file order, so a seeded shuffle before this step is the order trained on.
     return ds.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+# Shards read at once while training (tf.data's interleave); each epoch reads them in another order.
+READ_PARALLEL = 16
+_READ_BUFFER = 1 << 20
+
+
+def _raw_records(split: RecordSplit, order: Any = None) -> Any:
+    """The serialized records of a record split: shards in `order` (a tensor of shard indices) read in
+    parallel and interleaved one record at a time, or (None) in stored order, one shard after another."""
+    import tensorflow as tf
+
+    files, stops = tf.constant(split.files), tf.constant(split.stops, dtype=tf.int64)
+    # Damaged records left out (skip_damaged), as shard * 2**32 + record number.
+    left_out = tf.constant([i * 2**32 + int(n) for i, numbers in split.skips.items() for n in numbers], tf.int64)
+
+    def shard(i: Any) -> Any:
+        ds = tf.data.TFRecordDataset(tf.gather(files, i), buffer_size=_READ_BUFFER).take(tf.gather(stops, i))
+        if split.skips:
+            ds = ds.enumerate().filter(
+                lambda n, _: tf.logical_not(tf.reduce_any(tf.equal(i * 2**32 + n, left_out)))).map(second)
+        return ds
+
+    if order is None:
+        return tf.data.Dataset.range(len(split.files)).flat_map(shard)
+    return tf.data.Dataset.from_tensor_slices(tf.cast(order, tf.int64)).interleave(
+        shard, cycle_length=min(READ_PARALLEL, len(split.files)), num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True)
+
+
+def records(split: RecordSplit, order: Any = None, shuffle: tuple[int, Any] | None = None) -> Any:
+    """(example, label) of a record split, parsed and decoded in parallel; `shuffle` (buffer, seed) shuffles
+    the serialized records (small) before they are decoded."""
+    import tensorflow as tf
+
+    ds = _raw_records(split, order)
+    if shuffle is not None:
+        ds = ds.shuffle(shuffle[0], seed=shuffle[1], reshuffle_each_iteration=False)
+    parse = tf.autograph.experimental.do_not_convert(split.parse)
+    return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+# Rows taken from an Arrow table at once: the only Python objects are one chunk's (encoded images).
+ARROW_CHUNK = 1024
+
+
+def arrow_rows(split: ArrowSplit, order: Any = None) -> Any:
+    """(example, label) of an Arrow split: chunks of rows taken from the memory-mapped table by a generator, in
+    `order` (a tensor of positions: the permutation in-memory arrays train in) or in stored order; decoded in
+    parallel."""
+    import tensorflow as tf
+
+    count = len(split)
+    order = tf.range(count, dtype=tf.int64) if order is None else tf.cast(order, tf.int64)
+
+    def chunks(positions: np.ndarray) -> Any:
+        for start in range(0, count, ARROW_CHUNK):
+            picked = positions[start: start + ARROW_CHUNK]
+            yield split.rows(split.index[picked]), split.y[picked]
+
+    raw_shape = [] if split.decode is not None else list(split.element_shape)
+    signature = (tf.TensorSpec([None, *raw_shape], getattr(tf, split.raw_dtype)),
+                 tf.TensorSpec([None, *split.y.shape[1:]], tf.as_dtype(split.y.dtype)))
+    ds = tf.data.Dataset.from_generator(chunks, output_signature=signature, args=(order,)).unbatch()
+    if split.decode is not None:
+        decode = split.decode
+        ds = ds.map(lambda raw, y: (decode(raw), y), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.apply(tf.data.experimental.assert_cardinality(count))
+
+
+def own_threads(ds: Any) -> Any:
+    """A streamed pipeline with a thread pool of its own, one thread per core: dltrain gives small models one
+    TensorFlow thread (dltrain/threads.py), which would otherwise decode every example too."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = os.cpu_count() or 1
+    return ds.with_options(options)
+
+
+def stream(split: AnySplit) -> Any:
+    """A streamed split's (example, label) pairs in stored order, decoded in parallel."""
+    if isinstance(split, RecordSplit):  # its length is known from the cheap pass: Keras counts the batches
+        import tensorflow as tf
+
+        return records(split).apply(tf.data.experimental.assert_cardinality(len(split)))
+    if isinstance(split, ArrowSplit):
+        return arrow_rows(split)
+    return decoded(split, split.paths, split.y)
 
 
 def memory_available() -> int | None:
@@ -50,7 +149,7 @@ def check_memory_cache(train: AnySplit, others: list[AnySplit | None]) -> None:
     The training split is held three times while training (the decoded array, its tensor, and each epoch's
     shuffled copy); validation and test batches once.
     """
-    streamed = [s for s in (train, *others) if isinstance(s, FileSplit)]
+    streamed = [s for s in (train, *others) if isinstance(s, Streamed)]
     if not streamed:
         return
     need = sum(s.nbytes * (3 if s is train else 1) for s in streamed)
@@ -70,16 +169,17 @@ def in_memory(split: AnySplit, batch_size: int = 256) -> Split:
 
     x = np.empty((len(split), *split.element_shape), dtype=split.dtype)
     # Labels read from files (masks) are decoded too; class indices stay as they are.
-    y = split.y if split.read_y is None else np.empty((len(split), *split.y_shape), dtype=split.y_dtype)
+    read_y = getattr(split, "read_y", None)  # only an image folder's masks are files
+    y = split.y if read_y is None else np.empty((len(split), *split.y_shape), dtype=split.y_dtype)
     done = 0
     try:
-        for batch, labels in decoded(split, split.paths, split.y).batch(batch_size).prefetch(tf.data.AUTOTUNE):
+        for batch, labels in stream(split).batch(batch_size).prefetch(tf.data.AUTOTUNE):
             x[done: done + len(batch)] = batch.numpy()
-            if split.read_y is not None:
+            if read_y is not None:
                 y[done: done + len(batch)] = labels.numpy()
             done += len(batch)
     except tf.errors.OpError as error:
-        raise damaged(split) or DataError(f"cannot read an example file: {_reason(error)}",
+        raise damaged(split) or DataError(f"cannot read an example file: {reason(error)}",
                                           hint="remove or replace the damaged file") from None
     return Split(x, y)
 
@@ -107,13 +207,50 @@ def decoded_labels(split: AnySplit, batch_size: int = 256) -> np.ndarray:
     return np.concatenate(batches) if batches else np.empty((0, *split.y_shape), split.y_dtype)
 
 
+def _record_damage(split: RecordSplit) -> tuple[str, int, str] | None:
+    """(file, record number, why) of the first record of a record split that does not parse or decode (a pass
+    over every record, made only after an error; TensorFlow's errors do not say which record)."""
+    import tensorflow as tf
+
+    for i, path in enumerate(split.files):
+        stop = int(split.stops[i])
+        left_out = split.skips.get(i, np.empty(0, np.int64))
+        good = tf.data.TFRecordDataset(path).take(stop).enumerate() \
+            .map(lambda n, r: (n, split.parse(r))).map(first).ignore_errors()
+        read = np.fromiter((int(n) for n in good.as_numpy_iterator()), dtype=np.int64)
+        missing = np.setdiff1d(np.setdiff1d(np.arange(stop), left_out), read)
+        if len(missing):
+            number = int(missing[0])
+            try:
+                split.parse(next(iter(tf.data.TFRecordDataset(path).skip(number).take(1))))
+                why = "it failed once and read on a second try"
+            except (tf.errors.OpError, ValueError) as error:
+                why = reason(error)
+            return path, number, why
+    return None
+
+
+def _arrow_damage(split: ArrowSplit) -> tuple[int, str] | None:
+    """(row, why) of the first row of an Arrow split whose value does not decode (after an error only)."""
+    import tensorflow as tf
+
+    if split.decode is None:
+        return None
+    for row in split.index:
+        try:
+            split.decode(tf.constant(split.rows(np.array([row]))[0]))
+        except (tf.errors.OpError, ValueError) as error:
+            return int(row), reason(error)
+    return None
+
+
 def unreadable(split: FileSplit) -> list[str]:
     """The files of a streamed split that its `read` fails on: a second pass over all of them, made only
     after an error (TensorFlow's decoders do not name the file they fail on)."""
     return [str(p) for p in split.paths[_unreadable(split)]]
 
 
-def _reason(error: Exception) -> str:
+def reason(error: Exception) -> str:
     """TensorFlow's own words from a tf.data error, without its function and iterator names."""
     text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", first_line(error, limit=2000))
     text = re.sub(r"^Error in user-defined function .*? transformation with iterator: \S+: ", "", text)
@@ -137,7 +274,7 @@ def _failure(split: FileSplit, index: int) -> tuple[str, str]:
             for _ in decoded(attempt, attempt.paths, attempt.y):
                 pass
         except tf.errors.OpError as error:
-            return name, _reason(error)
+            return name, reason(error)
     return str(one.paths[0]), "it failed once and read on a second try"
 
 
@@ -152,18 +289,39 @@ def damaged(*splits: AnySplit | None) -> DataError | None:
     """A DataError naming the files of streamed splits that fail to read, or None if every file reads
     (a full pass over the files: call it only after a tf.data error)."""
     for split in splits:
+        if isinstance(split, RecordSplit):
+            found = _record_damage(split)
+            if found is not None:
+                return DataError(f"{found[0]}: record {found[1]}: {found[2]}", key="dataset.path",
+                                 hint="rewrite the shard, or set dataset.skip_damaged: true to leave damaged "
+                                      "records out (counted in a note)")
+        if isinstance(split, ArrowSplit):
+            found = _arrow_damage(split)
+            if found is not None:
+                return DataError(f"row {found[0]} of the dataset: {found[1]}", key="dataset.path",
+                                 hint="fix or drop that row (datasets' filter), then save_to_disk again")
         if isinstance(split, FileSplit):
             bad = _unreadable(split)
             if len(bad):
                 more = f" (and {len(bad) - 1:,} more)" if len(bad) > 1 else ""
-                name, reason = _failure(split, int(bad[0]))
-                return DataError(f"cannot read {name}{more}: {reason}",
+                name, why = _failure(split, int(bad[0]))
+                return DataError(f"cannot read {name}{more}: {why}",
                                  hint="remove or replace the damaged file" + ("s" if more else ""))
     return None
 
 
 def examples(split: AnySplit, index: Any) -> Split:
     """Some examples of a split as arrays (a dry run, plots): streamed files are read for just these."""
+    if isinstance(split, RecordSplit):  # records are read in order: one pass up to the last one wanted
+        import tensorflow as tf
+
+        wanted = np.asarray(index, dtype=np.int64)
+        unique, back = np.unique(wanted, return_inverse=True)
+        picked = tf.constant(unique)
+        found = records(split).enumerate().take(int(unique[-1]) + 1) \
+            .filter(lambda n, _: tf.reduce_any(tf.equal(n, picked))).map(lambda _, pair: pair[0])
+        x = next(iter(found.batch(len(unique)))).numpy()[back]
+        return Split(x, split.y[wanted])
     return in_memory(split.take(index))
 
 
@@ -180,6 +338,16 @@ def cache_file(prefix: str, name: str, split: AnySplit, batch_size: int) -> str:
     digest = hashlib.blake2b(digest_size=8)
     if isinstance(split, FileSplit):
         _digest_files(digest, split)
+    elif isinstance(split, ArrowSplit):
+        digest.update(f"{split.element_shape}{split.dtype}{getattr(split.rows, 'fingerprint', '')}".encode())
+        digest.update(np.ascontiguousarray(split.index).data)
+        digest.update(np.ascontiguousarray(split.y).data)
+    elif isinstance(split, RecordSplit):
+        for path, stop in zip(split.files, split.stops):
+            stat = os.stat(path)
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stop}\n".encode())
+        digest.update(f"{sorted((i, s.tolist()) for i, s in split.skips.items())}".encode())
+        digest.update(np.ascontiguousarray(split.y).data)
     else:
         arrays = list(split.x.values()) if isinstance(split.x, dict) else [split.x]
         for array in (*arrays, split.y):
@@ -206,8 +374,8 @@ def to_dataset(split: AnySplit, batch_size: int, *, shuffle: bool = False, buffe
     """A batched, prefetched `tf.data.Dataset` over one split; `cache` True (memory) or a file name."""
     import tensorflow as tf
 
-    if isinstance(split, FileSplit):
-        ds = decoded(split, split.paths, split.y)
+    if isinstance(split, Streamed):
+        ds = own_threads(stream(split))
     else:
         ds = tf.data.Dataset.from_tensor_slices((split.x, split.y))
     filename = "" if cache is True else cache or None

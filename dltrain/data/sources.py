@@ -11,7 +11,7 @@ import numpy as np
 
 from dltrain.config import BUILTIN_NAMES, DEFAULT_TEST_SPLIT, FORMATS, DatasetConfig, SourceConfig
 from dltrain.data.folds import split_fold, stratifiable
-from dltrain.data.types import AnySplit, DatasetInfo, FileSplit, Source, Split, Splits, feature_count
+from dltrain.data.types import AnySplit, ArrowSplit, DatasetInfo, FileSplit, RecordSplit, Source, Split, Splits, feature_count
 from dltrain.errors import DataError
 
 # Each module has `describe(config) -> DatasetInfo` (cheap: no full read) and `read(config, seed) -> Source`.
@@ -25,12 +25,16 @@ _MODULES = {
     "audio": "audio",
     "tfds": "tfds",
     "timeseries": "timeseries",
+    "tfrecord": "records",
+    "hf": "hf",
 }
+# Sources whose path is not one file or folder: a glob of shards, a Hugging Face hub name (their modules check it).
+_OWN_PATHS = ("tfrecord", "hf")
 
 
 def source_module(config: DatasetConfig) -> ModuleType:
     """The module that reads this dataset; a missing path or an unknown format is an error here."""
-    if config.path is not None and not Path(config.path).exists():
+    if config.path is not None and config.kind not in _OWN_PATHS and not Path(config.path).exists():
         raise DataError(f"dataset path '{config.path}' not found", key="dataset.path",
                         hint="check the path; a relative path is read from the working folder")
     kind = config.kind  # a folder's format is read off its files: once
@@ -79,8 +83,28 @@ def same_test_split(config: DatasetConfig, started: dict[str, Any]) -> None:
         config.test_split = DEFAULT_TEST_SPLIT
 
 
-def _carve(split: AnySplit, fraction: float, rng: np.random.Generator) -> tuple[AnySplit, AnySplit | None]:
+def _carve_files(split: RecordSplit, fraction: float, rng: np.random.Generator, which: str,
+                 info: DatasetInfo) -> tuple[RecordSplit, RecordSplit | None]:
+    """(rest, carved): whole shards, `fraction` of them (at least one while one is left), drawn with `rng`."""
+    count = len(split.files)
+    if fraction <= 0:
+        return split, None
+    n = min(count - 1, max(1, int(round(count * fraction))))
+    if n < 1:
+        info.notes.append(f"{which}_split {fraction}: '{info.name}' is {count} shard, and splits are cut by whole "
+                          f"shards: no {which} split (give a dataset.{which} source, or more shards)")
+        return split, None
+    order = rng.permutation(count)
+    carved = split.shards(np.sort(order[:n]))
+    info.notes.append(f"{which}_split {fraction}: {n} of {count} shards ({len(carved):,} examples), cut by whole files")
+    return split.shards(np.sort(order[n:])), carved
+
+
+def _carve(split: AnySplit, fraction: float, rng: np.random.Generator, which: str = "",
+           info: DatasetInfo | None = None) -> tuple[AnySplit, AnySplit | None]:
     """(rest, carved): `fraction` of `split`'s examples drawn with `rng`; both keep their stored order."""
+    if isinstance(split, RecordSplit):
+        return _carve_files(split, fraction, rng, which, info)
     order = rng.permutation(len(split))
     n = int(round(len(order) * fraction))
     if not n:
@@ -91,6 +115,8 @@ def _carve(split: AnySplit, fraction: float, rng: np.random.Generator) -> tuple[
 
 def _check_lengths(split: AnySplit, which: str) -> None:
     """Features and labels must pair up before any split is carved (carving would hide a mismatch)."""
+    if isinstance(split, (RecordSplit, ArrowSplit)):
+        return  # its labels were read from its records or rows, one each
     count = len(split.paths) if isinstance(split, FileSplit) else feature_count(split.x)
     if count != len(split.y):
         raise DataError(f"the {which} split has {count} examples but {len(split.y)} labels", key="dataset",
@@ -126,6 +152,9 @@ def _ordered(source: Source, config: DatasetConfig) -> Splits:
 def _fold(train: AnySplit, config: DatasetConfig, seed: int, info: DatasetInfo) -> tuple[AnySplit, AnySplit]:
     """(training, validation) of the config's cross-validation fold; an empty fold is an error."""
     index, folds = config.fold.index, config.fold.folds
+    if isinstance(train, RecordSplit):  # a shard is read from its first record on: no example can be picked out
+        raise DataError(f"'{info.name}' is read as whole TFRecord shards; a cross-validation fold picks examples one "
+                        "by one", key="dataset.fold", hint="write one shard folder per fold and train on each")
     if len(train) < folds:
         raise DataError(f"the training split has {len(train)} examples, too few for {folds} folds",
                         key="dataset.fold.folds", hint="use fewer folds, or more examples")
@@ -150,7 +179,9 @@ def load(config: DatasetConfig, seed: int) -> Splits:
     for which, split in (("train", train), ("test", test)):
         if split is not None:
             _check_lengths(split, which)
-    if config.train_size is not None and kind != "synthetic":
+    if config.train_size is not None and isinstance(train, RecordSplit):
+        train = train.take(slice(0, config.train_size))  # streamed: the first records, not a random draw
+    elif config.train_size is not None and kind != "synthetic":
         keep = np.sort(np.random.default_rng(seed).permutation(len(train))[: config.train_size])
         train = train.take(keep)
     if config.test is not None:
@@ -161,7 +192,7 @@ def load(config: DatasetConfig, seed: int) -> Splits:
             raise DataError(f"'{info.name}' has its own test split; test_split would carve another",
                             key="dataset.test_split", hint="remove test_split")
         fraction = config.test_split or DEFAULT_TEST_SPLIT
-        train, test = _carve(train, fraction, np.random.default_rng([seed, 1]))
+        train, test = _carve(train, fraction, np.random.default_rng([seed, 1]), "test", info)
         if config.test_split is None and test is not None:
             info.notes.append(f"'{info.name}' has no test split of its own: test_split {fraction} of it is carved "
                               "from the seed (set dataset.test_split, or a dataset.test source, to choose)")
@@ -173,8 +204,10 @@ def load(config: DatasetConfig, seed: int) -> Splits:
         val = _read_other(config, config.validation, "validation", seed, info)
     elif config.fold is not None:
         train, val = _fold(train, config, seed, info)
+    elif source.val is not None and "validation_split" not in config.model_fields_set:
+        val = source.val
     else:
-        train, val = _carve(train, config.validation_split, np.random.default_rng(seed))
+        train, val = _carve(train, config.validation_split, np.random.default_rng(seed), "validation", info)
     if config.test_size is not None and kind != "synthetic":
         test = test.take(slice(0, config.test_size))
     if len(train) == 0:

@@ -126,7 +126,98 @@ class FileSplit:
                          self.read_y, self.y_shape, self.y_dtype)
 
 
-AnySplit = Split | FileSplit
+@dataclass
+class RecordSplit:
+    """A split streamed from TFRecord shards: only the shard list, each shard's record count and the labels
+    are in memory. A shard is read from its first record to `stops[i]`, leaving out the record numbers in
+    `skips[i]` (damaged records, with skip_damaged). `parse` turns one serialized `tf.train.Example` into
+    (example, label) with TensorFlow ops only (images decoded there)."""
+
+    files: list[str]
+    stops: np.ndarray
+    y: np.ndarray
+    parse: Callable[[Any], Any]
+    element_shape: tuple[int, ...]
+    dtype: str = "uint8"
+    skips: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes of all its examples once decoded (what a memory cache holds)."""
+        return len(self) * int(np.prod(self.element_shape)) * np.dtype(self.dtype).itemsize
+
+    @property
+    def counts(self) -> np.ndarray:
+        """The examples each shard gives."""
+        return np.array([int(stop) - len(self.skips.get(i, ())) for i, stop in enumerate(self.stops)], dtype=np.int64)
+
+    def shards(self, index: Any) -> RecordSplit:
+        """The split of the shards at `index` (whole files), in that order."""
+        index = [int(i) for i in index]
+        starts = np.concatenate([[0], np.cumsum(self.counts)])
+        y = np.concatenate([self.y[starts[i]: starts[i + 1]] for i in index]) if index else self.y[:0]
+        return RecordSplit([self.files[i] for i in index], self.stops[index], y, self.parse, self.element_shape,
+                           self.dtype, {new: self.skips[old] for new, old in enumerate(index) if old in self.skips})
+
+    def take(self, index: Any) -> RecordSplit:
+        """The first examples (`slice(0, n)`): records are streamed, so a subset is a prefix of the shards."""
+        if not isinstance(index, slice) or index.start not in (None, 0) or index.step not in (None, 1):
+            raise TypeError("a RecordSplit takes a prefix slice(0, n) only")
+        wanted = min(len(self), index.stop if index.stop is not None else len(self))
+        stops, left = [], wanted
+        for i, stop in enumerate(self.stops):
+            skipped = self.skips.get(i, np.empty(0, np.int64))
+            if left <= 0:
+                break
+            count = int(stop) - len(skipped)
+            if count <= left:
+                stops.append(int(stop))
+                left -= count
+                continue
+            # The record number after which `left` good records have been read.
+            good = np.setdiff1d(np.arange(int(stop)), skipped)
+            stops.append(int(good[left - 1]) + 1)
+            left = 0
+        kept = len(stops)
+        return RecordSplit(self.files[:kept], np.array(stops, dtype=np.int64), self.y[:wanted], self.parse,
+                           self.element_shape, self.dtype,
+                           {i: s[s < stops[i]] for i, s in self.skips.items() if i < kept})
+
+
+@dataclass
+class ArrowSplit:
+    """A split streamed from a Hugging Face dataset's memory-mapped Arrow table: only row numbers and labels
+    are in memory. `rows(index)` gives the feature of those rows as one NumPy array (encoded image bytes, or
+    numbers read from Arrow without copying); `decode` (TF ops only) turns one value into an example."""
+
+    index: np.ndarray
+    y: np.ndarray
+    rows: Callable[[np.ndarray], np.ndarray]
+    decode: Callable[[Any], Any] | None
+    element_shape: tuple[int, ...]
+    dtype: str
+    raw_dtype: str  # what `rows` gives: "string" (encoded images) or a number type
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes of all its examples once decoded (what a memory cache holds)."""
+        return len(self) * int(np.prod(self.element_shape)) * np.dtype(self.dtype).itemsize
+
+    def take(self, index: Any) -> ArrowSplit:
+        """The examples at `index` (an index array or a slice)."""
+        return ArrowSplit(self.index[index], self.y[index], self.rows, self.decode, self.element_shape, self.dtype,
+                          self.raw_dtype)
+
+
+AnySplit = Split | FileSplit | RecordSplit | ArrowSplit
+# Splits streamed from files (decoded on the way into fit), as opposed to arrays in memory.
+Streamed = (FileSplit, RecordSplit, ArrowSplit)
 # Given the training split, returns (the model's raw inputs, the tensor the config's layers take):
 # Keras preprocessing layers adapted on that split, so that the saved model takes raw examples.
 Preprocessing = Callable[[Split], tuple[Any, Any]]
@@ -140,7 +231,8 @@ class Source:
     test: AnySplit | None
     info: DatasetInfo
     preprocessing: Preprocessing | None = None
-    # A source split in time order has cut its own validation split (None: none) and nothing is carved from it.
+    # A validation split of its own (a Hugging Face DatasetDict's "validation"), used unless the config sets one;
+    # a source split in time order has cut its own validation split (None: none) and nothing is carved from it.
     val: AnySplit | None = None
     ordered: bool = False
 

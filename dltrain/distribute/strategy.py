@@ -60,19 +60,32 @@ class Distribution:
         """The scope the model, its optimizer and its metrics are created in."""
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
+    @property
+    def worker(self) -> tuple[int, int] | None:
+        """(rank, workers) of this process in a multi-worker job; None otherwise."""
+        cluster = self.plan.cluster
+        if self.plan.strategy != "multi_worker" or cluster is None or cluster.size < 2:
+            return None
+        return cluster.rank, cluster.size
+
     def datasets(self, data: FitData) -> FitData:
-        """The datasets of a fit for this strategy: each global batch is split across the replicas; with
-        several workers each keeps its part of every batch (AutoShardPolicy.DATA: the examples are in
-        memory or a file list, and the (seed, epoch) order is the same on every worker)."""
+        """The datasets of a fit for this strategy: each global batch is split across the replicas. With
+        several workers, training files already dealt to the workers (data.by_file: AutoShardPolicy.FILE,
+        done by the feed) are read as they are; everything else is sharded by data: each worker keeps its part
+        of every batch (the examples are in memory or a file list, and the (seed, epoch) order is the same on
+        every worker)."""
         if self.strategy is None:
             return data
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        self.notes.extend(data.notes)
 
-        def sharded(ds: Any) -> Any:
+        def sharded(ds: Any, policy: Any = tf.data.experimental.AutoShardPolicy.DATA) -> Any:
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = policy
             return ds.with_options(options) if ds is not None else None
 
-        return replace(data, train=sharded(data.train), validation=sharded(data.validation), test=sharded(data.test))
+        own = tf.data.experimental.AutoShardPolicy.OFF if data.by_file else tf.data.experimental.AutoShardPolicy.DATA
+        return replace(data, train=sharded(data.train, own), validation=sharded(data.validation),
+                       test=sharded(data.test))
 
     def compiled(self, model: Any) -> None:
         """Keep a compiled model within what Keras can run here: one step per execution with several

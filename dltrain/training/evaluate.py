@@ -30,4 +30,11 @@ def evaluate(run_dir: Path | None = None, *, model_path: Path | None = None,
     threads.apply(loaded, shape, TrainingError)
     model = load_model(model_path, loaded)
     test_ds = evaluation_dataset(splits.test, loaded.config.training.batch_size, list(model.output_names))
-    return {k: float(v) for k, v in model.evaluate(test_ds, return_dict=True, verbose=0).items()}
+    try:
+        return {k: float(v) for k, v in model.evaluate(test_ds, return_dict=True, verbose=0).items()}
+    except Exception as error:
+        # A damaged file or record among streamed test examples: TensorFlow's error does not say which.
+        found = data.damaged(splits.test) if data.is_data_error(error) else None
+        if found is None:
+            raise
+        raise found from None

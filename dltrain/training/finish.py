@@ -31,13 +31,13 @@ def finish(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, test_ds: Any
         scored = score(model, test_ds)  # one pass: the metrics, and the outputs the plots need
     except BaseException as error:
         drawing.cancel()
-        # A damaged test file (or a mask value beyond the classes): named, as during training; the
-        # checkpoints stay, so the run resumes once the file is fixed.
-        unreadable = data.damaged(splits.test) if data.is_data_error(error) else None
-        if unreadable is None:
+        # A damaged file or record among the streamed test examples (or a mask value beyond the classes): named,
+        # as during training; the checkpoints stay, so the run resumes once the file is fixed.
+        found = data.damaged(splits.test) if isinstance(error, Exception) and data.is_data_error(error) else None
+        if found is None:
             raise
-        runs.write_status(run_dir, "failed", epoch=len(recorder.rows), epochs=epochs, message=first_line(unreadable))
-        raise unreadable from None
+        runs.write_status(run_dir, "failed", epoch=len(recorder.rows), epochs=epochs, message=first_line(found))
+        raise found from None
     test = scored.metrics
     stage("saving model.keras and drawing the plots")
     drawing.test_outputs(scored.outputs)

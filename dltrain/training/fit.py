@@ -34,7 +34,7 @@ def fit(loaded: LoadedConfig, prepared: Prepared, run_dir: Path, start: Checkpoi
     epochs, batch_size = config.training.epochs, config.training.batch_size
     distribution = prepared.distribution
     datasets = distribution.datasets(fit_datasets(splits, config.training, config.seed, list(model.output_names),
-                                                  prepared.augmentation))
+                                                  prepared.augmentation, worker=distribution.worker))
 
     history = start.history if start else []
     recorder = EpochRecorder(run_dir, loaded.resolved(), epochs, history, start.phases_done if start else 0)

@@ -179,7 +179,7 @@ def draw_test_plots(run_dir: Path, splits: data.Splits, outputs: Any) -> list[Pa
         return []
     names = info.class_names or [str(i) for i in range(info.num_classes)]
     test = splits.test
-    if isinstance(test, data.FileSplit):
+    if isinstance(test, data.Streamed):
         x: Any = _Decoded(test)  # only the few pictures drawn are decoded
     elif isinstance(test.x, np.ndarray) and np.issubdtype(test.x.dtype, np.number):
         x = test.x
@@ -200,7 +200,7 @@ def _first(outputs: Any) -> np.ndarray:
 class _Decoded:
     """A streamed split's examples for the plots, decoded one at a time when indexed."""
 
-    def __init__(self, split: data.FileSplit) -> None:
+    def __init__(self, split: data.AnySplit) -> None:
         self.split = split
         self.shape = (len(split), *split.element_shape)
 
