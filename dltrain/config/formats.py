@@ -8,15 +8,16 @@ from pathlib import Path
 
 BUILTIN_NAMES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "imdb", "reuters", "california_housing")
 DATASET_NAMES = (*BUILTIN_NAMES, "synthetic")
-FORMATS = ("npz", "npy", "csv", "parquet", "images", "text", "tfds")
+FORMATS = ("npz", "npy", "csv", "parquet", "images", "text", "jsonl", "tfds")
 # Which sources each source-specific dataset key applies to ("path" formats and built-in names).
 SOURCE_KEYS: dict[str, set[str]] = {
     "input_shape": {"synthetic"},
     "num_classes": {"synthetic"},
-    "features": {"npz", "npy", "csv", "parquet"},
-    "label": {"npz", "npy", "csv", "parquet"},
+    "features": {"npz", "npy", "csv", "parquet", "jsonl"},
+    "label": {"npz", "npy", "csv", "parquet", "jsonl"},
+    "template": {"jsonl"},
     "task": {"npz", "npy", "csv", "parquet"},
-    "test_split": {"npz", "npy", "csv", "parquet", "images", "text", "tfds", "california_housing", "reuters"},
+    "test_split": {"npz", "npy", "csv", "parquet", "images", "text", "jsonl", "tfds", "california_housing", "reuters"},
     "image_size": {"images", "tfds"},
     "color_mode": {"images"},
     "interpolation": {"images", "tfds"},
@@ -29,11 +30,12 @@ SOURCE_KEYS: dict[str, set[str]] = {
     "num_words": {"imdb", "reuters"},
     "maxlen": {"imdb", "reuters"},
     "label_mode": {"cifar100"},
-    "validation": {"npz", "npy", "csv", "parquet", "images", "text"},
-    "test": {"npz", "npy", "csv", "parquet", "images", "text"},
+    "validation": {"npz", "npy", "csv", "parquet", "images", "text", "jsonl"},
+    "test": {"npz", "npy", "csv", "parquet", "images", "text", "jsonl"},
     "train_size": None, "test_size": None,
 }
-SUFFIX_FORMATS = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+SUFFIX_FORMATS = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
+                  ".jsonl": "jsonl"}
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # those image_dataset_from_directory reads
 
 

@@ -21,6 +21,7 @@ _MODULES = {
     "csv": "tabular", "parquet": "tabular",
     "images": "images",
     "text": "text",
+    "jsonl": "jsonl",
     "tfds": "tfds",
 }
 

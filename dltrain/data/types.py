@@ -27,11 +27,13 @@ class DatasetInfo:
     # The test_split carved because the config gave none and the source has no test split (the run's
     # config.yaml records it); None otherwise.
     test_split: float | None = None
+    # False for texts without labels (JSON lines without `label`): a causal LM trains on the texts alone.
+    labelled: bool = True
 
     @property
     def task(self) -> str:
-        """"classification" when the labels are class indices, else "regression"."""
-        return "classification" if self.num_classes else "regression"
+        """"classification" when the labels are class indices, "unlabelled" for texts alone, else "regression"."""
+        return "classification" if self.num_classes else "regression" if self.labelled else "unlabelled"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready description (stored as dataset.json in the run folder)."""

@@ -40,6 +40,19 @@ def _metrics(loaded: LoadedConfig, outputs: list[str]) -> Any:
 def compile_model(model: keras.Model, loaded: LoadedConfig) -> None:
     """Compile with the config's optimizer, loss, metrics and execution settings."""
     config = loaded.config
+    if config.model.task is not None:
+        # A KerasHub task's own compile fills what the config leaves out ("auto": the task's optimizer,
+        # loss and metrics, e.g. a classifier's from_logits cross-entropy).
+        given: dict[str, Any] = {}
+        if config.optimizer is not None:
+            given["optimizer"] = registry.build("optimizer", config.optimizer, loaded, ("optimizer",))
+        if config.loss is not None:
+            given["loss"] = _losses(loaded)
+        if config.metrics:
+            given["metrics"] = _metrics(loaded, list(model.output_names))
+        model.compile(**given, steps_per_execution=config.training.steps_per_execution,
+                      jit_compile=config.training.jit_compile)
+        return
     model.compile(
         optimizer=registry.build("optimizer", config.optimizer, loaded, ("optimizer",)),
         loss=_losses(loaded),
