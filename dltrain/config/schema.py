@@ -56,7 +56,7 @@ class ModelConfig(Section):
                                           {"key": "lora", "hint": "remove it, or use model.task"})
             return self
         for key in ("layers", "inputs", "input_shape", "outputs"):
-            if key in self.model_fields_set:
+            if getattr(self, key):  # a run's config.yaml writes them empty
                 raise PydanticCustomError(
                     "task_layers", "give either 'task' or '{key}', not both",
                     {"key": key, "hint": "a KerasHub task brings its own layers and inputs; KerasHub layers and "

@@ -39,6 +39,11 @@ def keras_hub() -> ModuleType:
     return module
 
 
+def is_task(model: Any) -> bool:
+    """Whether a model is a KerasHub task (its preprocessor runs in fit, evaluate and predict)."""
+    return any(cls.__module__.startswith("keras_hub.") and cls.__name__ == "Task" for cls in type(model).__mro__)
+
+
 @cache
 def task_classes() -> dict[str, type]:
     """Every keras_hub.models task class, by name."""
