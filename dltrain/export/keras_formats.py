@@ -68,8 +68,10 @@ def export_task_savedmodel(model: Any, out: Path) -> None:
     preprocessor and the model in one graph (loading it needs `import tensorflow_text` for text tasks)."""
     import tensorflow as tf
 
+    from dltrain.model import takes_text
+
     preprocessor = model.preprocessor
-    text = hasattr(preprocessor, "tokenizer")
+    text = takes_text(model)
     spec = tf.TensorSpec([None], tf.string, name="inputs") if text else \
         tf.TensorSpec([None, None, None, None], tf.float32, name="inputs")
 

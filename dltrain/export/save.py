@@ -108,14 +108,16 @@ def _write(fmt: str, model: Any, out: Path, quantize: str | None, calibration: S
 def _refuse_task(model: Any, fmt: str) -> None:
     """TFLite's and ONNX Runtime's interpreters lack the ops a KerasHub preprocessor runs (tensorflow-text's
     tokenizers, image resizing inside the converter), and a task without them takes no raw input."""
-    from dltrain.model import is_task
+    from dltrain.model import is_task, takes_text
 
     if is_task(model):
+        is_text = takes_text(model)
         preprocessor = getattr(model, "preprocessor", None)
-        part = getattr(preprocessor, "tokenizer", None) or getattr(preprocessor, "image_converter", None) or preprocessor
+        part = getattr(preprocessor, "tokenizer", None) or getattr(preprocessor, "image_converter", None) \
+            or preprocessor
         runtime = "TFLite's interpreter" if fmt == "tflite" else "ONNX Runtime"
         raise ExportError(f"a KerasHub {type(model).__name__} cannot be exported as {fmt}: its preprocessor's "
-                          f"{type(part).__name__} runs TensorFlow ops (tensorflow-text) that {runtime} lacks",
+                          f"{type(part).__name__} runs TensorFlow ops{' (tensorflow-text)' if is_text else ''} that {runtime} lacks",
                           hint="use --format savedmodel (it takes raw inputs) or --format keras")
 
 

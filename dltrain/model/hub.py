@@ -39,6 +39,11 @@ def keras_hub() -> ModuleType:
     return module
 
 
+def takes_text(model: Any) -> bool:
+    """Whether a KerasHub task's preprocessor tokenizes text (else it converts images, audio, ...)."""
+    return getattr(getattr(model, "preprocessor", None), "tokenizer", None) is not None
+
+
 def is_task(model: Any) -> bool:
     """Whether a model is a KerasHub task (its preprocessor runs in fit, evaluate and predict)."""
     return any(cls.__module__.startswith("keras_hub.") and cls.__name__ == "Task" for cls in type(model).__mro__)
@@ -167,16 +172,22 @@ def _from_preset(loaded: LoadedConfig, name: str, cls: type, kwargs: dict[str, A
                            ) from None
 
 
+def _takes(preprocessor: Any, key: str) -> bool:
+    """Whether a preprocessor has a tokenizer (sequence_length) or an image converter (image_size) to set."""
+    part = "tokenizer" if key == "sequence_length" else "image_converter"
+    return preprocessor is not None and getattr(preprocessor, part, None) is not None and hasattr(preprocessor, key)
+
+
 def _preprocessor(loaded: LoadedConfig, name: str, task: Any, kwargs: dict[str, Any]) -> None:
     """`sequence_length` and `image_size` go to the task's preprocessor."""
+    preprocessor = getattr(task, "preprocessor", None)
     for key in _PREPROCESSOR_KEYS:
         if key not in kwargs:
             continue
         value = kwargs[key]
         at = ("model", "task", name, key)
-        preprocessor = getattr(task, "preprocessor", None)
-        if preprocessor is None or not hasattr(preprocessor, key):
-            other = next((k for k in _PREPROCESSOR_KEYS if k != key and hasattr(preprocessor, k)), None)
+        if not _takes(preprocessor, key):
+            other = next((k for k in _PREPROCESSOR_KEYS if k != key and _takes(preprocessor, k)), None)
             raise loaded.error(ConfigError, at, f"{type(task).__name__}'s preprocessor has no {key}",
                                hint=f"it takes {other}" if other else "remove it")
         if key == "image_size":
@@ -185,7 +196,10 @@ def _preprocessor(loaded: LoadedConfig, name: str, task: Any, kwargs: dict[str, 
             value = tuple(value)
         elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise loaded.error(ConfigError, at, f"expected a positive integer, got {value!r}")
-        setattr(preprocessor, key, value)
+        try:
+            setattr(preprocessor, key, value)
+        except ValueError as error:
+            raise loaded.error(ConfigError, at, f"KerasHub refused {key}: {first_line(error)}") from None
 
 
 def apply_lora(loaded: LoadedConfig, task: Any) -> None:

@@ -28,13 +28,13 @@ def read_run_inputs(run_dir: Path, inputs: list[Path], *, best: bool = False, tr
 
     `trust_code`: the user's word that the run's custom objects may be imported (dltrain.trust)."""
     from dltrain.load import load_config
-    from dltrain.model import is_task, load_model
+    from dltrain.model import is_task, load_model, takes_text
 
     loaded = load_config(runs.run_file(run_dir, runs.CONFIG_FILE), trust_code=trust_code)
     model_file = runs.run_file(run_dir, runs.BEST_FILE if best else runs.MODEL_FILE)
     dataset = json.loads(runs.run_file(run_dir, runs.DATASET_FILE).read_text())
     model = load_model(model_file, loaded)
-    if is_task(model) and hasattr(model.preprocessor, "tokenizer"):  # a KerasHub text task tokenizes raw text
+    if is_task(model) and takes_text(model):  # a KerasHub text task tokenizes raw text
         x, names, notes = read_texts(inputs), [path.name for path in inputs], []
     elif dataset.get("features"):  # named raw inputs (table columns): read the rows by header
         named, names = read_named(inputs, {t.name: t.dtype for t in model.inputs})
