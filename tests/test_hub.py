@@ -222,3 +222,37 @@ def test_image_classifier_on_an_image_folder(work: Path) -> None:
     result = cli("predict", run, work / "images" / "red" / "0.png")
     assert result.exit_code == 0, result.output
     assert re.search(r"0\.png\s+│ (red|green|blue) 0\.\d{3}", result.stdout), result.stdout
+
+
+def test_kerashub_layers_and_backbones_by_name(work: Path, tmp_path: Path) -> None:
+    layers = tmp_path / "layers.yaml"
+    layers.write_text("""\
+dataset: {name: synthetic, input_shape: [8], num_classes: 3, train_size: 64, test_size: 16}
+model:
+  layers:
+    - TokenAndPositionEmbedding: {vocabulary_size: 20, sequence_length: 8, embedding_dim: 16}
+    - TransformerEncoder: {intermediate_dim: 32, num_heads: 2}
+    - keras_hub.layers.SinePositionEncoding: {name: pos}
+    - Add: {inputs: ['#1', pos]}
+    - GlobalAveragePooling1D
+    - Dense: {units: 3, activation: softmax}
+loss: sparse_categorical_crossentropy
+""")
+    result = cli("check", layers)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"TransformerEncoder\s+│ \(None, 8, 16\)\s+│ 2,224", result.stdout), result.stdout
+    backbone = tmp_path / "backbone.yaml"
+    backbone.write_text(f"""\
+dataset: {{name: synthetic, input_shape: [32, 32, 3], num_classes: 3, train_size: 64, test_size: 16}}
+model:
+  layers:
+    - ViTBackbone: {{preset: {work / 'vit'}, trainable: false}}
+    - GlobalAveragePooling1D
+    - Dense: {{units: 3, activation: softmax}}
+loss: sparse_categorical_crossentropy
+""")
+    result = cli("check", backbone)
+    assert result.exit_code == 0, result.output
+    assert "7,907 parameters (51 trainable, 7,856 frozen)" in result.stdout
+    result = cli("check", layers, "--set", "model.layers[1]={TransformerEncodr: {num_heads: 2}}")
+    assert "unknown layer 'TransformerEncodr' (did you mean 'TransformerEncoder'" in result.output

@@ -11,7 +11,7 @@ import numpy as np
 from dltrain import data
 from dltrain.config import LoadedConfig, split_spec
 from dltrain.errors import ConfigError
-from dltrain.model import backbones, registry
+from dltrain.model import backbones, hub, registry
 from dltrain.model.calls import Graph, call_layer
 from dltrain.model.compiling import build_augmentation, build_callbacks, compile_model
 from dltrain.trust import require_trust
@@ -94,6 +94,8 @@ def _layer(class_name: str, kwargs: dict[str, Any], spec: Any, graph: Graph, inp
     if class_name in registry.catalog("application") and class_name not in custom:
         first = _first_tensor(graph.resolve(inputs, path + (class_name, "inputs"), who))
         return backbones.build(class_name, kwargs, tuple(first.shape[1:]), loaded, path)
+    if hub.is_backbone_name(class_name) and "preset" in kwargs and class_name not in custom:
+        return hub.backbone_layer(class_name, kwargs, loaded, path)
     return registry.build("layer", {class_name: kwargs} if kwargs or isinstance(spec, dict) else class_name,
                           loaded, path)
 

@@ -113,9 +113,8 @@ def _looks_like_a_folder(preset: str) -> bool:
     return preset.startswith((".", "/", "~")) or "/" in preset or "\\" in preset
 
 
-def _located(loaded: LoadedConfig, name: str, preset: str) -> presets.Preset:
+def _located(loaded: LoadedConfig, at: tuple, preset: str) -> presets.Preset:
     """The preset's folder, or (online only) the handle KerasHub downloads; offline a one-line error."""
-    at = ("model", "task", name, "preset")
     from keras_hub.src.utils.preset_utils import BUILTIN_PRESETS
 
     found = presets.locate(preset, BUILTIN_PRESETS)
@@ -139,17 +138,18 @@ def _located(loaded: LoadedConfig, name: str, preset: str) -> presets.Preset:
     return found
 
 
-def _check_trust(loaded: LoadedConfig, name: str, found: presets.Preset) -> None:
+def _check_trust(loaded: LoadedConfig, at: tuple, found: presets.Preset) -> None:
     code = presets.code_in(found.folder) if found.local else None
     if code is not None and not loaded.trust_code:
         file, class_name = code
-        raise loaded.error(UntrustedCodeError, ("model", "task", name, "preset"),
+        raise loaded.error(UntrustedCodeError, at,
                            f"preset '{found.name}' names {class_name} in {file}, which "
                            + ("runs Python code" if class_name in presets.CODE_CLASSES else "Keras has not registered")
                            + " when loaded", hint="pass --trust-code if you trust this preset")
 
 
-def _from_preset(loaded: LoadedConfig, name: str, cls: type, kwargs: dict[str, Any], found: presets.Preset) -> Any:
+def _from_preset(loaded: LoadedConfig, name: str, cls: type, kwargs: dict[str, Any], found: presets.Preset,
+                 at: tuple | None = None) -> Any:
     from keras.src.saving.serialization_lib import SafeModeScope
 
     from dltrain.model.registry import custom_objects
@@ -157,7 +157,7 @@ def _from_preset(loaded: LoadedConfig, name: str, cls: type, kwargs: dict[str, A
     arguments = {k: v for k, v in kwargs.items() if k not in ("preset", "backbone", *_PREPROCESSOR_KEYS)}
     source = str(found.folder) if found.local else found.name
     custom = custom_objects(loaded) if loaded.config.custom_objects else {}
-    at = ("model", "task", name)
+    at = at or ("model", "task", name)
     try:
         # Keras deserialises the preset's configs in safe mode (no Lambda bytecode); --trust-code lifts it.
         with (SafeModeScope(False) if loaded.trust_code else nullcontext()), keras.saving.custom_object_scope(custom):
@@ -224,8 +224,9 @@ def apply_lora(loaded: LoadedConfig, task: Any) -> None:
 def build_task(loaded: LoadedConfig, num_classes: int | None = None) -> keras.Model:
     """The configured KerasHub task, from its preset, with its preprocessor, LoRA and backbone settings."""
     name, cls, kwargs = split_task(loaded)
-    found = _located(loaded, name, kwargs["preset"])
-    _check_trust(loaded, name, found)
+    at = ("model", "task", name, "preset")
+    found = _located(loaded, at, kwargs["preset"])
+    _check_trust(loaded, at, found)
     task = _from_preset(loaded, name, cls, kwargs, found)
     _preprocessor(loaded, name, task, kwargs)
     if isinstance(kwargs.get("backbone"), dict) and kwargs["backbone"].get("trainable") is False:
@@ -236,3 +237,63 @@ def build_task(loaded: LoadedConfig, num_classes: int | None = None) -> keras.Mo
         raise loaded.error(ConfigError, ("model", "task", name), f"the task has {classes} classes, the dataset "
                            f"{num_classes}", hint="write num_classes: ${dataset.num_classes}")
     return task
+
+
+# KerasHub layer names a config may use bare when Keras has no layer of that name; any other KerasHub layer
+# is written keras_hub.layers.Name. Listed here so that, without KerasHub, they say what to install.
+HUB_LAYER_PREFIX = "keras_hub.layers."
+_KNOWN_LAYERS = ("TransformerEncoder", "TransformerDecoder", "TokenAndPositionEmbedding", "PositionEmbedding",
+                 "SinePositionEncoding", "RotaryEmbedding", "CachedMultiHeadAttention", "FNetEncoder",
+                 "MaskedLMHead", "ReversibleEmbedding", "AlibiBias", "StartEndPacker", "MultiSegmentPacker")
+
+
+def hub_layer(name: str) -> type | None:
+    """The KerasHub layer class a config names (bare, or `keras_hub.layers.X`); None if KerasHub has none."""
+    explicit = name.startswith(HUB_LAYER_PREFIX)
+    short = name.removeprefix(HUB_LAYER_PREFIX)
+    if not explicit and short not in _KNOWN_LAYERS and not short.endswith("Backbone"):
+        try:
+            import keras_hub as _installed  # noqa: F401  (a name only KerasHub may have is looked up there)
+        except ImportError:
+            return None
+    found = getattr(keras_hub().layers, short, None)
+    return found if isinstance(found, type) and issubclass(found, keras.layers.Layer) else None
+
+
+def hub_layer_names() -> list[str]:
+    """KerasHub's layer names (for did-you-mean), empty without KerasHub."""
+    try:
+        import keras_hub as module
+    except ImportError:
+        return []
+    return [n for n in dir(module.layers) if not n.startswith("_")]
+
+
+def is_backbone_name(name: str) -> bool:
+    """`*Backbone`: a KerasHub backbone used as a layer (`ResNetBackbone: {preset: ...}`)."""
+    return name.endswith("Backbone") and name[:1].isupper()
+
+
+def backbone_layer(name: str, kwargs: dict[str, Any], loaded: LoadedConfig, path: tuple) -> Any:
+    """A KerasHub backbone from its preset, as a layer of model.layers; `trainable: false` freezes it."""
+    at = path + (name,)
+    hub = keras_hub()
+    classes = {n: c for n in dir(hub.models) if isinstance(c := getattr(hub.models, n), type)
+               and issubclass(c, hub.models.Backbone)}
+    if name not in classes:
+        raise loaded.error(ConfigError, at, f"unknown KerasHub backbone '{name}'",
+                           hint=did_you_mean(name, list(classes)) or "see keras_hub.models: ResNetBackbone, ...")
+    kwargs = dict(kwargs)
+    trainable = kwargs.pop("trainable", True)
+    if not isinstance(kwargs.get("preset"), str):
+        raise loaded.error(ConfigError, at, f"{name} needs a preset", hint="write preset: a handle or a preset folder")
+    for key in kwargs:
+        if key not in ("preset", "load_weights", "name", "dtype"):
+            raise loaded.error(ConfigError, at + (key,), f"unknown argument '{key}' of {name} from a preset",
+                               hint=did_you_mean(key, ["preset", "load_weights", "trainable", "name", "dtype"])
+                               or "the backbone's settings come from the preset")
+    found = _located(loaded, at + ("preset",), kwargs["preset"])
+    _check_trust(loaded, at + ("preset",), found)
+    backbone = _from_preset(loaded, name, classes[name], kwargs, found, at)
+    backbone.trainable = bool(trainable)
+    return backbone
