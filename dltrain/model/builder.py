@@ -55,9 +55,8 @@ def build_model(loaded: LoadedConfig, dataset_shape: tuple[int | None, ...] | No
     require_trust(loaded)  # safe_mode: false admits Lambda bytecode and SavedModel layers
     config = loaded.config
     if config.model.task is not None:
-        from dltrain.model.hub import build_task
-
-        return build_task(loaded, num_classes)
+        return hub.build_task(loaded, num_classes,
+                              registry.custom_objects(loaded) if config.custom_objects else {})
     graph = Graph(loaded)
     if preprocessing is not None:
         model_inputs, features = _preprocessed(loaded, preprocessing, train)
@@ -95,7 +94,7 @@ def _layer(class_name: str, kwargs: dict[str, Any], spec: Any, graph: Graph, inp
         first = _first_tensor(graph.resolve(inputs, path + (class_name, "inputs"), who))
         return backbones.build(class_name, kwargs, tuple(first.shape[1:]), loaded, path)
     if hub.is_backbone_name(class_name) and "preset" in kwargs and class_name not in custom:
-        return hub.backbone_layer(class_name, kwargs, loaded, path)
+        return hub.backbone_layer(class_name, kwargs, loaded, path, custom)
     return registry.build("layer", {class_name: kwargs} if kwargs or isinstance(spec, dict) else class_name,
                           loaded, path)
 

@@ -149,14 +149,11 @@ def _check_trust(loaded: LoadedConfig, at: tuple, found: presets.Preset) -> None
 
 
 def _from_preset(loaded: LoadedConfig, name: str, cls: type, kwargs: dict[str, Any], found: presets.Preset,
-                 at: tuple | None = None) -> Any:
+                 custom: dict[str, Any], at: tuple | None = None) -> Any:
     from keras.src.saving.serialization_lib import SafeModeScope
-
-    from dltrain.model.registry import custom_objects
 
     arguments = {k: v for k, v in kwargs.items() if k not in ("preset", "backbone", *_PREPROCESSOR_KEYS)}
     source = str(found.folder) if found.local else found.name
-    custom = custom_objects(loaded) if loaded.config.custom_objects else {}
     at = at or ("model", "task", name)
     try:
         # Keras deserialises the preset's configs in safe mode (no Lambda bytecode); --trust-code lifts it.
@@ -221,13 +218,15 @@ def apply_lora(loaded: LoadedConfig, task: Any) -> None:
     backbone.enable_lora(lora.rank, target_layer_names=list(names))
 
 
-def build_task(loaded: LoadedConfig, num_classes: int | None = None) -> keras.Model:
-    """The configured KerasHub task, from its preset, with its preprocessor, LoRA and backbone settings."""
+def build_task(loaded: LoadedConfig, num_classes: int | None = None, custom: dict[str, Any] | None = None
+               ) -> keras.Model:
+    """The configured KerasHub task, from its preset, with its preprocessor, LoRA and backbone settings
+    (`custom`: the config's custom objects, which a trusted preset may name)."""
     name, cls, kwargs = split_task(loaded)
     at = ("model", "task", name, "preset")
     found = _located(loaded, at, kwargs["preset"])
     _check_trust(loaded, at, found)
-    task = _from_preset(loaded, name, cls, kwargs, found)
+    task = _from_preset(loaded, name, cls, kwargs, found, custom or {})
     _preprocessor(loaded, name, task, kwargs)
     if isinstance(kwargs.get("backbone"), dict) and kwargs["backbone"].get("trainable") is False:
         task.backbone.trainable = False
@@ -274,7 +273,8 @@ def is_backbone_name(name: str) -> bool:
     return name.endswith("Backbone") and name[:1].isupper()
 
 
-def backbone_layer(name: str, kwargs: dict[str, Any], loaded: LoadedConfig, path: tuple) -> Any:
+def backbone_layer(name: str, kwargs: dict[str, Any], loaded: LoadedConfig, path: tuple,
+                   custom: dict[str, Any] | None = None) -> Any:
     """A KerasHub backbone from its preset, as a layer of model.layers; `trainable: false` freezes it."""
     at = path + (name,)
     hub = keras_hub()
@@ -294,6 +294,6 @@ def backbone_layer(name: str, kwargs: dict[str, Any], loaded: LoadedConfig, path
                                or "the backbone's settings come from the preset")
     found = _located(loaded, at + ("preset",), kwargs["preset"])
     _check_trust(loaded, at + ("preset",), found)
-    backbone = _from_preset(loaded, name, classes[name], kwargs, found, at)
+    backbone = _from_preset(loaded, name, classes[name], kwargs, found, custom or {}, at)
     backbone.trainable = bool(trainable)
     return backbone
