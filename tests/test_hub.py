@@ -256,3 +256,17 @@ loss: sparse_categorical_crossentropy
     assert "7,907 parameters (51 trainable, 7,856 frozen)" in result.stdout
     result = cli("check", layers, "--set", "model.layers[1]={TransformerEncodr: {num_heads: 2}}")
     assert "unknown layer 'TransformerEncodr' (did you mean 'TransformerEncoder'" in result.output
+
+
+def test_a_csv_text_column_reaches_a_task_as_strings(tmp_path: Path) -> None:
+    from dltrain import data
+    from dltrain.config import DatasetConfig
+
+    (tmp_path / "r.csv").write_text("review,stars,sentiment\n" + "good film,5,pos\nbad plot,1,neg\nfine,3,pos\n" * 4)
+    config = DatasetConfig(path=str(tmp_path / "r.csv"), features="review", label="sentiment", test_split=0.25)
+    raw = data.raw_splits(data.load(config, 1))
+    assert raw.train.x.dtype == object and raw.train.x.ndim == 1 and set(raw.train.x) <= {"good film", "bad plot", "fine"}
+    assert raw.preprocessing is None and raw.info.class_names == ["neg", "pos"]
+    two = DatasetConfig(path=str(tmp_path / "r.csv"), features=["review", "stars"], label="sentiment")
+    with pytest.raises(Exception, match="a KerasHub task takes one input; the dataset gives the features review, stars"):
+        data.raw_splits(data.load(two, 1))
