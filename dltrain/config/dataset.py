@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import string
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,6 +19,9 @@ from dltrain.config.hints import did_you_mean
 # The test split a source without one gets (Ludwig's default split is 70/10/20): carved from the seed like
 # the validation split, and written into the run's config.yaml.
 DEFAULT_TEST_SPLIT = 0.2
+
+# A JSON-lines field a template names: a plain name (no attribute or index lookups).
+_FIELD = re.compile(r"^[^.\[\]{}!:]+$")
 
 # Keys a source of its own (`validation:`, `test:`) takes as well as the main source: their types.
 Task = Literal["classification", "regression"]
@@ -194,6 +199,9 @@ class DatasetConfig(Section):
     # every sequence is padded or cut to its last 200 tokens (builtins.DEFAULT_MAXLEN).
     num_words: int | None = Field(None, ge=1)
     maxlen: int | None = Field(None, ge=1)
+    # JSON lines: each line's fields formatted into one text ("Instruction:\n{instruction}\n\nResponse:\n{response}");
+    # None: the text is the field `features` names (default "text").
+    template: str | None = None
     # cifar100: "fine" (100 classes) or "coarse" (20).
     label_mode: Literal["fine", "coarse"] = "fine"
     # Keras preprocessing layers applied to training batches only (RandomFlip, RandomRotation, ...).
@@ -210,6 +218,23 @@ class DatasetConfig(Section):
                  or f"expected one of: {', '.join(DATASET_NAMES)}, or path: and format:"},
             )
         return name
+
+    @field_validator("template")
+    @classmethod
+    def _template_fields(cls, template: str | None) -> str | None:
+        if template is None:
+            return None
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        except ValueError as error:
+            raise PydanticCustomError("template", "cannot read the template: {why}",
+                                      {"why": str(error), "hint": "write a field as {name}; a brace itself as {{ or }}"})
+        bad = next((f for f in fields if not f or not _FIELD.match(f)), None)
+        if bad is not None or not fields:
+            raise PydanticCustomError(
+                "template", "the template names no field" if not fields else "'{field}' is not a field name",
+                {"field": "{" + str(bad) + "}", "hint": "write each field of a line as {name}, e.g. \"{instruction}\\n{response}\""})
+        return template
 
     @field_validator("path", "data_dir", "masks")
     @classmethod

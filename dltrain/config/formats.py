@@ -8,7 +8,7 @@ from pathlib import Path
 
 BUILTIN_NAMES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "imdb", "reuters", "california_housing")
 DATASET_NAMES = (*BUILTIN_NAMES, "synthetic")
-FORMATS = ("npz", "npy", "csv", "parquet", "images", "text", "audio", "tfds", "timeseries", "tfrecord", "hf")
+FORMATS = ("npz", "npy", "csv", "parquet", "images", "text", "audio", "tfds", "timeseries", "tfrecord", "hf", "jsonl")
 # Which sources each source-specific dataset key applies to ("path" formats and built-in names).
 SOURCE_KEYS: dict[str, set[str]] = {
     "input_shape": {"synthetic"},
@@ -16,8 +16,9 @@ SOURCE_KEYS: dict[str, set[str]] = {
     "masks": {"images"},
     "skip_damaged": {"audio", "tfrecord"},
     "split": {"hf"},
-    "features": {"npz", "npy", "csv", "parquet", "timeseries", "tfrecord", "hf"},
-    "label": {"npz", "npy", "csv", "parquet", "timeseries", "tfrecord", "hf"},
+    "features": {"npz", "npy", "csv", "parquet", "timeseries", "tfrecord", "hf", "jsonl"},
+    "label": {"npz", "npy", "csv", "parquet", "timeseries", "tfrecord", "hf", "jsonl"},
+    "template": {"jsonl"},
     "label_separator": {"csv", "parquet"},
     "text": {"csv", "parquet"},
     "sequence_length": {"timeseries"},
@@ -26,7 +27,7 @@ SOURCE_KEYS: dict[str, set[str]] = {
     "horizon": {"timeseries"},
     "task": {"npz", "npy", "csv", "parquet"},
     "test_split": {"npz", "npy", "csv", "parquet", "images", "text", "audio", "tfds", "timeseries",
-                   "california_housing", "reuters", "tfrecord", "hf"},
+                   "california_housing", "reuters", "tfrecord", "hf", "jsonl"},
     "image_size": {"images", "tfds"},
     "color_mode": {"images"},
     "interpolation": {"images", "tfds"},
@@ -39,12 +40,12 @@ SOURCE_KEYS: dict[str, set[str]] = {
     "num_words": {"imdb", "reuters"},
     "maxlen": {"imdb", "reuters"},
     "label_mode": {"cifar100"},
-    "validation": {"npz", "npy", "csv", "parquet", "images", "text", "audio", "tfrecord", "hf"},
-    "test": {"npz", "npy", "csv", "parquet", "images", "text", "audio", "tfrecord", "hf"},
+    "validation": {"npz", "npy", "csv", "parquet", "images", "text", "audio", "tfrecord", "hf", "jsonl"},
+    "test": {"npz", "npy", "csv", "parquet", "images", "text", "audio", "tfrecord", "hf", "jsonl"},
     "train_size": None, "test_size": None, "fold": None,
 }
 SUFFIX_FORMATS = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
-                  ".tfrecord": "tfrecord", ".tfrecords": "tfrecord"}
+                  ".tfrecord": "tfrecord", ".tfrecords": "tfrecord", ".jsonl": "jsonl"}
 # The files `datasets`' save_to_disk writes at the top of a DatasetDict folder or of a Dataset folder.
 HF_MARKERS = ("dataset_dict.json", "state.json")
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # those image_dataset_from_directory reads

@@ -102,7 +102,8 @@ def validate(data: dict[str, Any], source: SourceMap, path: Path,
         config.seed = secrets.randbelow(2**31)
     loaded = LoadedConfig(config, source, path, references or {}, written,
                           origins=expansion.origins if expansion else {})
-    check_graph(loaded)
+    if config.model.task is None:  # a KerasHub task brings its own graph
+        check_graph(loaded)
     check_split_sources(loaded)
     return loaded
 

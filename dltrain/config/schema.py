@@ -14,13 +14,54 @@ from dltrain.config.hints import did_you_mean, short
 from dltrain.config.sweep import SweepConfig
 
 
+def _check_task(value: Any) -> Any:
+    """`{TaskClass: {preset: ..., kwargs}}`: which class and which arguments the model layer checks."""
+    if isinstance(value, dict) and len(value) == 1:
+        (name, kwargs), = value.items()
+        if isinstance(name, str) and (kwargs is None or isinstance(kwargs, dict)):
+            return {name: kwargs or {}}
+    raise PydanticCustomError(
+        "task", "expected one KerasHub task class with its arguments, like {example}, got {got}",
+        {"got": short(value), "example": "{TextClassifier: {preset: bert_tiny_en_uncased, num_classes: 2}}"})
+
+
+class LoraConfig(Section):
+    """`Backbone.enable_lora(rank, target_layer_names)`: low-rank adapters train, the backbone stays frozen."""
+
+    rank: int = Field(ge=1)
+    # None: the backbone's own default (its attention query and value layers).
+    target_layer_names: list[str] | None = Field(None, min_length=1)
+
+
 class ModelConfig(Section):
-    """The network: a list of Keras layers, optionally wired as a graph."""
+    """The network: a list of Keras layers, optionally wired as a graph; or a pretrained KerasHub task."""
 
     input_shape: list[int | None] | None = None
     inputs: dict[str, list[int | None]] | None = None
-    layers: list[Spec] = Field(min_length=1)
+    layers: list[Spec] = Field(default_factory=list)
     outputs: list[str] | None = None
+    # A KerasHub task from a preset (dltrain/model/hub.py checks the class and its arguments).
+    task: Annotated[dict[str, dict[str, Any]], BeforeValidator(_check_task)] | None = None
+    lora: LoraConfig | None = None
+
+    @model_validator(mode="after")
+    def _layers_or_task(self) -> ModelConfig:
+        if self.task is None:
+            if not self.layers:
+                raise PydanticCustomError("no_layers", "the model needs 'layers' (or a KerasHub 'task')",
+                                          {"key": "layers", "hint": "list Keras layers, e.g. layers: [Flatten, "
+                                           "{Dense: {units: 10}}], or write task: {TextClassifier: {preset: ...}}"})
+            if self.lora is not None:
+                raise PydanticCustomError("lora_layers", "'lora' applies to a KerasHub task's backbone",
+                                          {"key": "lora", "hint": "remove it, or use model.task"})
+            return self
+        for key in ("layers", "inputs", "input_shape", "outputs"):
+            if getattr(self, key):  # a run's config.yaml writes them empty
+                raise PydanticCustomError(
+                    "task_layers", "give either 'task' or '{key}', not both",
+                    {"key": key, "hint": "a KerasHub task brings its own layers and inputs; KerasHub layers and "
+                                         "backbones can also be used by name in 'layers'"})
+        return self
 
     @model_validator(mode="after")
     def _one_way_to_give_inputs(self) -> ModelConfig:
@@ -199,11 +240,13 @@ class Config(Section):
     # Layers defined once and used by name in model.layers (dltrain/config/blocks.py expands them).
     blocks: dict[str, BlockConfig] = Field(default_factory=dict)
     model: ModelConfig
-    # One loss for every output, or (several outputs) a mapping from output names to losses.
-    loss: Spec | dict[str, Spec]
+    # One loss for every output, or (several outputs) a mapping from output names to losses. A KerasHub
+    # task without one keeps its own (its compile defaults).
+    loss: Spec | dict[str, Spec] | None = None
     # Keras's `compile(loss_weights=...)`: one weight per output, by name.
     loss_weights: dict[str, float] | None = None
-    optimizer: Spec = "adam"
+    # Unset: "adam"; for a KerasHub task, the task's own compile default (None).
+    optimizer: Spec | None = None
     metrics: list[Spec] | dict[str, list[Spec]] = Field(default_factory=list)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     # The only way a config brings in code: `package.module:Name` for the user's own layers, losses,
@@ -243,6 +286,24 @@ class Config(Section):
                     {"key": key, "hint": did_you_mean(key, outputs) or f"the outputs are: {', '.join(outputs)}"},
                 )
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _adam_unless_task(cls, data: Any) -> Any:
+        # Keras's "adam" for a layer model; a KerasHub task without an optimizer keeps its compile default.
+        if isinstance(data, dict) and data.get("optimizer") is None:
+            model = data.get("model")  # a mapping; a ModelConfig when a field is assigned (validate_assignment)
+            task = model.get("task") if isinstance(model, dict) else getattr(model, "task", None)
+            if task is None:
+                data = {**data, "optimizer": "adam"}
+        return data
+
+    @model_validator(mode="after")
+    def _loss_unless_task(self) -> Config:
+        if self.loss is None and self.model.task is None:
+            raise PydanticCustomError("missing_loss", "required key is missing",
+                                      {"key": "loss", "hint": "add 'loss:' at the top level"})
+        return self
 
     @field_validator("name")
     @classmethod

@@ -8,7 +8,7 @@ from dltrain.data.columns import input_name, named_columns
 from dltrain.data.folds import assign_folds
 from dltrain.data.pipeline import (cache_file, check_memory_cache, damaged, decoded_labels, examples, in_memory,
                                    is_data_error, tensors, to_dataset)
-from dltrain.data.sources import describe, load, same_test_split
+from dltrain.data.sources import describe, load, raw_splits, same_test_split
 from dltrain.data.timeseries import file_windows
 from dltrain.data.types import (AnySplit, ArrowSplit, DatasetInfo, FileSplit, Preprocessing, RecordSplit, Source,
                                 Split, Splits, Streamed)
@@ -24,5 +24,5 @@ __all__ = ["AnySplit", "ArrowSplit", "DATA_ENV", "DatasetInfo", "EpochRandomness
            "Streamed", "assign_folds", "audio_decoder", "augment_batch", "augment_masks", "cache_file",
            "check_memory_cache", "damaged", "decoded_labels", "describe", "evaluation_dataset", "examples",
            "file_windows", "fit_datasets", "in_memory", "input_name", "is_data_error", "load", "named_columns",
-           "read_idx", "read_wav_header", "same_test_split", "scoring_batch_size", "search_dirs", "targets",
-           "tensors", "to_dataset"]
+           "raw_splits", "read_idx", "read_wav_header", "same_test_split", "scoring_batch_size", "search_dirs",
+           "targets", "tensors", "to_dataset"]

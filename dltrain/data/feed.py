@@ -120,6 +120,18 @@ def _train(split: AnySplit, training: TrainingConfig, randomness: EpochRandomnes
     return ds
 
 
+def _texts_alone(dataset: Any, labelled: bool) -> Any:
+    """Unlabelled texts (a causal LM's) without the placeholder labels their split carries."""
+    if labelled:
+        return dataset
+
+    @tf.autograph.experimental.do_not_convert
+    def text(x: Any, y: Any) -> Any:
+        return x
+
+    return dataset.map(text)
+
+
 def fit_datasets(splits: Splits, training: TrainingConfig, seed: int, output_names: list[str],
                  augmentation: Any = None, worker: tuple[int, int] | None = None) -> FitData:
     """The train, validation and test datasets of a run, with the per-epoch randomness that orders them;
@@ -127,12 +139,15 @@ def fit_datasets(splits: Splits, training: TrainingConfig, seed: int, output_nam
     randomness = EpochRandomness(seed, augmentation.variables if augmentation is not None else None)
     batch_size = training.batch_size
     part = worker_part(splits.train, *worker) if worker is not None else WorkerPart(splits.train, False)
+    labelled = splits.info.labelled
 
     def fixed(name: str, split: AnySplit, size: int) -> Any:
-        return _for_outputs(to_dataset(split, size, cache=_cache(training.cache, name, split, size)), output_names)
+        return _texts_alone(_for_outputs(to_dataset(split, size, cache=_cache(training.cache, name, split, size)),
+                                         output_names), labelled)
 
     return FitData(
-        train=_for_outputs(_train(part.split, training, randomness, augmentation, splits.info.masks), output_names),
+        train=_texts_alone(_for_outputs(_train(part.split, training, randomness, augmentation, splits.info.masks),
+                                        output_names), labelled),
         validation=fixed("val", splits.val, batch_size) if splits.val is not None else None,
         test=fixed("test", splits.test, scoring_batch_size(splits.test, batch_size)),
         randomness=randomness,
@@ -141,7 +156,7 @@ def fit_datasets(splits: Splits, training: TrainingConfig, seed: int, output_nam
     )
 
 
-def evaluation_dataset(split: AnySplit, batch_size: int, output_names: list[str]) -> Any:
+def evaluation_dataset(split: AnySplit, batch_size: int, output_names: list[str], labelled: bool = True) -> Any:
     """The test split as `evaluate` takes it, outside a run's training (no cache), in the batches the run
     scored it in, so `dltrain evaluate` repeats metrics.json's figures."""
-    return _for_outputs(to_dataset(split, scoring_batch_size(split, batch_size)), output_names)
+    return _texts_alone(_for_outputs(to_dataset(split, scoring_batch_size(split, batch_size)), output_names), labelled)

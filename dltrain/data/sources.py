@@ -23,6 +23,7 @@ _MODULES = {
     "images": "images",
     "text": "text",
     "audio": "audio",
+    "jsonl": "jsonl",
     "tfds": "tfds",
     "timeseries": "timeseries",
     "tfrecord": "records",
@@ -220,3 +221,27 @@ def load(config: DatasetConfig, seed: int) -> Splits:
         info.input_shape = tuple(train.x.shape[1:])
     info.sizes = {"train": len(train), "validation": len(val) if val is not None else 0, "test": len(test)}
     return Splits(train, val, test, info, source.preprocessing)
+
+
+def _raw(split: AnySplit | None) -> AnySplit | None:
+    """One split's examples as a KerasHub task takes them: a table's one text column as a (n,) array of str."""
+    if not isinstance(split, Split) or not isinstance(split.x, dict):
+        return split
+    if len(split.x) != 1:
+        raise DataError(f"a KerasHub task takes one input; the dataset gives the features {', '.join(split.x)}",
+                        key="dataset.features", hint="name the one text column, e.g. features: review")
+    (column,) = split.x.values()
+    if column.dtype.kind not in "USO":
+        raise DataError("a KerasHub task takes raw texts or images; the feature column holds numbers",
+                        key="dataset.features", hint="name a text column")
+    texts = np.empty(len(column), dtype=object)
+    texts[:] = [str(v) for v in column.reshape(len(column), -1)[:, 0]]
+    return Split(texts, split.y)
+
+
+def raw_splits(splits: Splits) -> Splits:
+    """The splits as a KerasHub task takes them: strings and uint8 images, without dltrain's own
+    preprocessing (no TextVectorization is adapted: the task's preprocessor tokenizes)."""
+    info = splits.info
+    info.features = None
+    return Splits(_raw(splits.train), _raw(splits.val), _raw(splits.test), info, None)

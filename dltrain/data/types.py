@@ -41,15 +41,18 @@ class DatasetInfo:
     # Audio: the sampling rate of every file (predict checks a .wav file against it).
     sampling_rate: int | None = None
 
+    # False for texts without labels (JSON lines without `label`): a causal LM trains on the texts alone.
+    labelled: bool = True
+
     @property
     def task(self) -> str:
         """"segmentation" for masks, "multilabel" for multi-hot labels, "classification" when the labels are
-        class indices, else "regression" (forecasts included)."""
+        class indices, "unlabelled" for texts alone (a causal LM's), else "regression" (forecasts included)."""
         if self.masks:
             return "segmentation"
         if self.multi_label:
             return "multilabel"
-        return "classification" if self.num_classes else "regression"
+        return "classification" if self.num_classes else "regression" if self.labelled else "unlabelled"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready description (stored as dataset.json in the run folder)."""

@@ -63,7 +63,46 @@ class SavedModelRuntime(Runtime):
         return ordered_outputs({name: tensor.numpy() for name, tensor in outputs.items()})
 
 
+def export_task_savedmodel(model: Any, out: Path) -> None:
+    """A KerasHub task as a SavedModel whose `serving_default` takes raw inputs (strings or images): its
+    preprocessor and the model in one graph (loading it needs `import tensorflow_text` for text tasks)."""
+    import tensorflow as tf
+
+    from dltrain.model import takes_text
+
+    preprocessor = model.preprocessor
+    text = takes_text(model)
+    spec = tf.TensorSpec([None], tf.string, name="inputs") if text else \
+        tf.TensorSpec([None, None, None, None], tf.float32, name="inputs")
+
+    class Serving(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model, self.preprocessor = model, preprocessor
+
+        @tf.function(input_signature=[spec])
+        def serve(self, inputs: Any) -> Any:
+            return self.model(self.preprocessor(inputs), training=False)
+
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        module = Serving()
+        tf.saved_model.save(module, str(staging / "model"), signatures={"serving_default": module.serve})
+        if out.exists():
+            shutil.rmtree(out)
+        (staging / "model").rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def write_savedmodel(model: Any, out: Path) -> Runtime:
     """Export a SavedModel folder and reload it."""
+    from dltrain.model import is_task
+
+    if is_task(model):
+        import tensorflow_text  # noqa: F401  (registers the tokenizer ops the SavedModel's graph holds)
+
+        export_task_savedmodel(model, out)
+        return SavedModelRuntime(out, ["inputs"])
     export_savedmodel(model, out)
     return SavedModelRuntime(out, [t.name for t in model.inputs])

@@ -41,6 +41,8 @@ def load_samples(loaded: Any, model: Any, *, test: int, calibration: int) -> tup
 
     with loaded.located():
         splits = data.load(loaded.config.dataset, loaded.config.seed)
+        if loaded.config.model.task is not None:
+            splits = data.raw_splits(splits)
     rng = np.random.default_rng(loaded.config.seed)
     checked = _pick(splits.test, test, rng, "test", model)
     return checked, _pick(splits.train, calibration, rng, "train", model) if calibration else None

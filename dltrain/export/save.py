@@ -95,6 +95,7 @@ def _write(fmt: str, model: Any, out: Path, quantize: str | None, calibration: S
         return write_weights(model, out, load, source)
     if fmt == "savedmodel":
         return write_savedmodel(model, out)
+    _refuse_task(model, fmt)
     if fmt == "tflite":
         from dltrain.export.tflite import write as write_tflite
 
@@ -102,6 +103,22 @@ def _write(fmt: str, model: Any, out: Path, quantize: str | None, calibration: S
     from dltrain.export.onnx_format import write as write_onnx
 
     return write_onnx(model, out)
+
+
+def _refuse_task(model: Any, fmt: str) -> None:
+    """TFLite's and ONNX Runtime's interpreters lack the ops a KerasHub preprocessor runs (tensorflow-text's
+    tokenizers, image resizing inside the converter), and a task without them takes no raw input."""
+    from dltrain.model import is_task, takes_text
+
+    if is_task(model):
+        is_text = takes_text(model)
+        preprocessor = getattr(model, "preprocessor", None)
+        part = getattr(preprocessor, "tokenizer", None) or getattr(preprocessor, "image_converter", None) \
+            or preprocessor
+        runtime = "TFLite's interpreter" if fmt == "tflite" else "ONNX Runtime"
+        raise ExportError(f"a KerasHub {type(model).__name__} cannot be exported as {fmt}: its preprocessor's "
+                          f"{type(part).__name__} runs TensorFlow ops{' (tensorflow-text)' if is_text else ''} that {runtime} lacks",
+                          hint="use --format savedmodel (it takes raw inputs) or --format keras")
 
 
 def versions(runtime: Runtime) -> dict[str, str | None]:

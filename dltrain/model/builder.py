@@ -11,7 +11,7 @@ import numpy as np
 from dltrain import data
 from dltrain.config import LoadedConfig, split_spec
 from dltrain.errors import ConfigError
-from dltrain.model import backbones, registry
+from dltrain.model import backbones, hub, registry
 from dltrain.model.calls import Graph, call_layer
 from dltrain.model.compiling import build_augmentation, build_callbacks, compile_model
 from dltrain.trust import require_trust
@@ -45,14 +45,18 @@ def _preprocessed(loaded: LoadedConfig, preprocessing: Any, train: Any) -> tuple
 
 
 def build_model(loaded: LoadedConfig, dataset_shape: tuple[int | None, ...] | None = None,
-                preprocessing: Any = None, train: Any = None) -> keras.Model:
+                preprocessing: Any = None, train: Any = None, num_classes: int | None = None) -> keras.Model:
     """Build the functional model the config describes; errors point at the failing layer's line.
 
     With `preprocessing` (a dataset's adapted Keras preprocessing, see data.Preprocessing), the model takes
-    the dataset's raw examples and the config's layers are built on the preprocessed features.
+    the dataset's raw examples and the config's layers are built on the preprocessed features. A KerasHub
+    task (`model.task`) comes from its preset and takes the raw examples itself (its preprocessor tokenizes).
     """
     require_trust(loaded)  # safe_mode: false admits Lambda bytecode and SavedModel layers
     config = loaded.config
+    if config.model.task is not None:
+        return hub.build_task(loaded, num_classes,
+                              registry.custom_objects(loaded) if config.custom_objects else {})
     graph = Graph(loaded)
     if preprocessing is not None:
         model_inputs, features = _preprocessed(loaded, preprocessing, train)
@@ -89,6 +93,8 @@ def _layer(class_name: str, kwargs: dict[str, Any], spec: Any, graph: Graph, inp
     if class_name in registry.catalog("application") and class_name not in custom:
         first = _first_tensor(graph.resolve(inputs, path + (class_name, "inputs"), who))
         return backbones.build(class_name, kwargs, tuple(first.shape[1:]), loaded, path)
+    if hub.is_backbone_name(class_name) and "preset" in kwargs and class_name not in custom:
+        return hub.backbone_layer(class_name, kwargs, loaded, path, custom)
     return registry.build("layer", {class_name: kwargs} if kwargs or isinstance(spec, dict) else class_name,
                           loaded, path)
 
@@ -106,6 +112,8 @@ def layer_rows(model: keras.Model) -> list[tuple[str, str, str, int, int]]:
     rows = []
     for layer in model.layers:
         output = layer.output
+        if isinstance(output, dict):  # a KerasHub backbone's named outputs
+            output = list(output.values())
         shape = ", ".join(str(tuple(o.shape)) for o in output) if isinstance(output, (list, tuple)) \
             else str(tuple(output.shape))
         rows.append((layer.name, type(layer).__name__, shape, layer.count_params(), trainable_count(layer)))
@@ -121,8 +129,8 @@ def check(loaded: LoadedConfig) -> keras.Model:
     """Build (but do not train) the configured model, with its optimizer, loss and metrics resolved."""
     keras.backend.clear_session()  # fresh layer-name counters: messages and summaries do not drift
     with loaded.located():
-        shape = data.describe(loaded.config.dataset).input_shape
-    model = build_model(loaded, shape)
+        info = data.describe(loaded.config.dataset)
+    model = build_model(loaded, info.input_shape, num_classes=info.num_classes)
     compile_model(model, loaded)
     build_callbacks(loaded)  # resolved only to check names and arguments
     build_augmentation(loaded)

@@ -42,6 +42,19 @@ def compile_model(model: keras.Model, loaded: LoadedConfig, optimizer: Any = Non
     """Compile with the config's optimizer (or the spec `optimizer`, a phase's, written at `optimizer_path`),
     loss, metrics and execution settings."""
     config = loaded.config
+    if config.model.task is not None:
+        # A KerasHub task's own compile fills what the config leaves out ("auto": the task's optimizer,
+        # loss and metrics, e.g. a classifier's from_logits cross-entropy).
+        given: dict[str, Any] = {}
+        if config.optimizer is not None:
+            given["optimizer"] = registry.build("optimizer", config.optimizer, loaded, ("optimizer",))
+        if config.loss is not None:
+            given["loss"] = _losses(loaded)
+        if config.metrics:
+            given["metrics"] = _metrics(loaded, list(model.output_names))
+        model.compile(**given, steps_per_execution=config.training.steps_per_execution,
+                      jit_compile=config.training.jit_compile)
+        return
     model.compile(
         optimizer=registry.build("optimizer", config.optimizer if optimizer is None else optimizer, loaded,
                                  optimizer_path),

@@ -170,11 +170,23 @@ def lookup(kind: str, name: str, loaded: LoadedConfig, path: Path_) -> Any:
             return _MODULES[kind].get(name)
         except (ValueError, TypeError):
             pass
+    if kind == "layer":  # a name Keras lacks may be KerasHub's (keras_hub.layers.X names it explicitly)
+        from dltrain.model.hub import hub_layer
+
+        try:
+            hub = hub_layer(name)
+        except ConfigError as error:  # a KerasHub name without KerasHub installed
+            raise loaded.error(ConfigError, path, f"layer '{name}' is KerasHub's: {error.message}",
+                               hint=error.hint) from None
+        if hub is not None:
+            return hub
     names = list(catalog(kind)) + list(custom)
     if kind == "metric":
         names += list(_COMPILE_METRICS)
-    if kind == "layer":  # a layer's place also takes backbones and the config's blocks
-        names += list(catalog("application")) + list(loaded.config.blocks)
+    if kind == "layer":  # a layer's place also takes backbones, the config's blocks and KerasHub's layers
+        from dltrain.model.hub import hub_layer_names
+
+        names += list(catalog("application")) + list(loaded.config.blocks) + hub_layer_names()
     hint = did_you_mean(name, names) or f"see the names in keras.{_MODULES[kind].__name__.split('.')[-1]}"
     raise loaded.error(ConfigError, path, f"unknown {kind} '{name}'", hint=hint)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
@@ -23,7 +24,12 @@ def load_model(path: Path, loaded: LoadedConfig | None = None) -> keras.Model:
     custom = registry.custom_objects(loaded) if loaded is not None else {}
     safe = loaded.config.safe_mode if loaded is not None else True
     try:
-        return keras.saving.load_model(path, custom_objects=custom, safe_mode=safe)
+        with warnings.catch_warnings():
+            # KerasHub tasks compile themselves; Keras warns that it cannot, and that a run's optimizer
+            # state (kept in the checkpoint, not needed here) is skipped.
+            warnings.filterwarnings("ignore", message=r"`compile\(\)` was not called", category=UserWarning)
+            warnings.filterwarnings("ignore", message=r"Skipping variable loading for optimizer", category=UserWarning)
+            return keras.saving.load_model(path, custom_objects=custom, safe_mode=safe)
     except Exception as error:  # Keras raises ValueError, OSError, zipfile errors, ...
         raise DltrainError(f"cannot load model {path}: {first_line(error)}",
                            hint="is it a .keras file written by dltrain or Keras 3?") from None

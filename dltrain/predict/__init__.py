@@ -6,6 +6,7 @@
   bodies   request bodies in TensorFlow Serving's REST format -> the same arrays; outputs -> its answers
   masks    a segmentation run's answers: a mask PNG per input image
   run      a run's saved model on raw input files (and what its inputs are, for request bodies)
+  generate a causal LM run continues prompts (`dltrain generate`)
 """
 
 from dltrain.predict.answers import Predictions, class_probabilities, format_top, predictions
@@ -13,11 +14,13 @@ from dltrain.predict.bodies import MAX_REQUEST_PIXELS, Input, Request, answer_bo
 from dltrain.predict.feed import input_arrays, input_specs, model_feed, output_list, output_names
 from dltrain.predict.inputs import (IMAGE_SUFFIXES, read_arrays, read_csv, read_image, read_inputs, read_named,
                                     read_series, read_texts)
+from dltrain.predict.generate import generate
 from dltrain.predict.masks import MASK_SUFFIX, class_indices, write_masks
 from dltrain.predict.run import PREDICTIONS_DIR, LoadedRun, RunInputs, load_run, predict, read_run_inputs
 
 __all__ = ["IMAGE_SUFFIXES", "Input", "LoadedRun", "MASK_SUFFIX", "MAX_REQUEST_PIXELS", "PREDICTIONS_DIR",
            "Predictions", "Request", "RunInputs", "answer_body", "class_indices", "class_probabilities",
-           "format_top", "input_arrays", "input_specs", "load_run", "model_feed", "output_list", "output_names",
-           "parse_body", "predict", "predictions", "read_arrays", "read_csv", "read_image", "read_inputs",
-           "read_named", "read_request", "read_run_inputs", "read_series", "read_texts", "write_masks"]
+           "format_top", "generate", "input_arrays", "input_specs", "load_run", "model_feed", "output_list",
+           "output_names", "parse_body", "predict", "predictions", "read_arrays", "read_csv", "read_image",
+           "read_inputs", "read_named", "read_request", "read_run_inputs", "read_series", "read_texts",
+           "write_masks"]

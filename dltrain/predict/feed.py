@@ -23,6 +23,11 @@ def output_names(model: Any) -> list[str]:
 
 def input_arrays(model: Any, x: Any) -> list[np.ndarray]:
     """Features (one array, or arrays named after the inputs) as one array per model input, in its dtype."""
+    from dltrain.model import is_task
+
+    if is_task(model):  # raw strings or images: the task's preprocessor makes its token ids or pixels
+        array = np.asarray(x)
+        return [_texts(array) if array.dtype.kind in "OSU" else array]
     specs = input_specs(model)
     if isinstance(x, dict):
         arrays = [np.asarray(x[name]) for name, _, _ in specs]

@@ -30,8 +30,12 @@ class LoadedRun:
     def kind(self) -> str:
         """How raw inputs reach the model: "series" (windows of a table's rows), "table" (named columns), "text"
         (raw strings) or "arrays"."""
+        from dltrain.model import is_task, takes_text
+
         if self.dataset.get("series"):
             return "series"
+        if is_task(self.model) and takes_text(self.model):  # a KerasHub text task tokenizes raw text
+            return "text"
         if self.dataset.get("features"):
             return "table"
         if len(self.model.inputs) == 1 and self.model.inputs[0].dtype == "string":
@@ -44,7 +48,7 @@ class LoadedRun:
         if self.kind == "table":
             return [Input(t.name, str(t.dtype), tuple(t.shape[1:])) for t in self.model.inputs]
         if self.kind == "text":
-            return [Input(self.model.inputs[0].name, "string", ())]
+            return [Input(getattr(self.model.inputs[0], "name", "text"), "string", ())]
         shape = tuple(int(d) for d in self.dataset["input_shape"])
         return [Input(t.name, str(t.dtype), shape if len(self.model.inputs) == 1 else tuple(t.shape[1:]))
                 for t in self.model.inputs]

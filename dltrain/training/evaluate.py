@@ -27,9 +27,12 @@ def evaluate(run_dir: Path | None = None, *, model_path: Path | None = None,
     with loaded.located():
         shape = data.describe(loaded.config.dataset).input_shape
         splits = data.load(loaded.config.dataset, loaded.config.seed)
+        if loaded.config.model.task is not None:  # raw strings and images, as the task trained on them
+            splits = data.raw_splits(splits)
     threads.apply(loaded, shape, TrainingError)
     model = load_model(model_path, loaded)
-    test_ds = evaluation_dataset(splits.test, loaded.config.training.batch_size, list(model.output_names))
+    test_ds = evaluation_dataset(splits.test, loaded.config.training.batch_size, list(model.output_names),
+                                 splits.info.labelled)
     try:
         return {k: float(v) for k, v in model.evaluate(test_ds, return_dict=True, verbose=0).items()}
     except Exception as error:

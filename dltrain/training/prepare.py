@@ -62,20 +62,26 @@ def prepare(loaded: LoadedConfig) -> Prepared:
             config.dataset.test_split = splits.info.test_split
         if config.training.cache is True:
             data.check_memory_cache(splits.train, [splits.val, splits.test])
+        task = config.model.task is not None
+        if task:  # raw strings and images: the task's own preprocessor runs inside fit
+            splits = data.raw_splits(splits)
     # The model, its optimizer and metrics are created in the strategy's scope: their variables are mirrored.
     with distribution.scope(), dtype_policy(config.training.mixed_precision):  # layers take the policy when built
         model = build_model(loaded, splits.info.input_shape, splits.preprocessing,
-                            data.in_memory(splits.train) if splits.preprocessing else None)
-    if config.training.fused_batch_norm:  # training only: check, evaluate and predict keep Keras's layer
+                            data.in_memory(splits.train) if splits.preprocessing else None,
+                            num_classes=splits.info.num_classes)
+    if config.training.fused_batch_norm and not task:  # training only: check, evaluate and predict keep Keras's layer
         fuse_batch_norm(model)
-    check_inputs(model, loaded, splits)
+    if not task:  # a task takes what its preprocessor takes; its inputs are token ids, not the dataset's
+        check_inputs(model, loaded, splits)
     first = phases.plan(loaded)[0]
     phases.set_trainable(model, loaded, first)  # phase 1's own flags and optimizer, if it has them
     with distribution.scope():
         compile_model(model, loaded, first.optimizer, first.optimizer_path)
     distribution.compiled(model)
     phases.check(model, loaded)  # every phase's globs, optimizer and callbacks, before any folder exists
-    _dry_run(model, loaded, splits)
+    if not task:  # a task's preprocessor runs in fit's data pipeline, so a call on raw examples means nothing
+        _dry_run(model, loaded, splits)
     augmentation = build_augmentation(loaded)
     if augmentation is not None:
         _check_augmentation(augmentation, loaded, splits)

@@ -12,6 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dltrain.model import is_task
+
 
 @dataclass
 class Scored:
@@ -30,6 +32,11 @@ def score(model: keras.Model, dataset: Any) -> Scored:
     `evaluate` and `predict`, which know how to split and reduce.
     """
     tracker = getattr(model, "_loss_tracker", None)
+    if is_task(model):  # KerasHub: its evaluate and predict run the preprocessor on the raw examples
+        metrics = model.evaluate(dataset, return_dict=True, verbose=0)
+        if not isinstance(dataset.element_spec, tuple):  # texts alone (a causal LM): no outputs to plot
+            return Scored(_floats(metrics), None)
+        return Scored(_floats(metrics), model.predict(dataset.map(lambda x, y: x), verbose=0))
     if tracker is None or model.distribute_strategy.num_replicas_in_sync > 1:
         metrics = model.evaluate(dataset, return_dict=True, verbose=0)
         return Scored(_floats(metrics), model.predict(dataset.map(lambda x, y: x), verbose=0))

@@ -28,7 +28,7 @@ def step_multiply_adds(loaded: LoadedConfig, input_shape: tuple[int, ...] | None
     """Multiply-adds of one forward pass over a batch, for a chain of Dense and light layers; else None."""
     model = loaded.config.model
     shape = list(model.input_shape or input_shape or [])
-    if model.inputs or not shape or None in shape:
+    if model.inputs or model.task is not None or not shape or None in shape:
         return None
     total = 0
     for spec in model.layers:

@@ -1,0 +1,130 @@
+"""Where a KerasHub preset comes from (a local folder, a KerasHub handle, kaggle://, hf://) and whether its
+JSON configs are data: offline, a handle fails at once with one line; a preset naming a Lambda or a class
+Keras has not registered needs --trust-code, as a config's custom_objects do."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urlparse
+
+from dltrain.data import OFFLINE_ENV
+
+__all__ = ["OFFLINE_ENV", "Preset", "code_in", "locate", "offline", "reachable"]
+
+# How long the reachability probe of a handle's host may take: a missing network fails well under 5 s.
+PROBE_SECONDS = 3.0
+# Classes that run code or read files when deserialised: never in a preset without --trust-code.
+CODE_CLASSES = {"Lambda", "TFSMLayer", "__lambda__"}
+_TRUSTED_PACKAGES = ("keras", "keras_hub")
+
+
+@dataclass
+class Preset:
+    """A preset as given (`name`), and where it is: a local folder, or the URL it is downloaded from."""
+
+    name: str
+    folder: Path | None
+    origin: str | None
+    host: str | None
+
+    @property
+    def local(self) -> bool:
+        """Whether the preset is a folder on this machine (no download)."""
+        return self.folder is not None
+
+
+def locate(name: str, builtin: dict[str, Any]) -> Preset:
+    """Read `preset:`: a folder that exists, or a handle and the URL KerasHub would fetch it from."""
+    path = Path(name).expanduser()
+    if "://" not in name and path.is_dir():
+        return Preset(name, path.resolve(), None, None)
+    handle = builtin[name]["kaggle_handle"] if name in builtin else name
+    scheme, _, rest = handle.partition("://")
+    scheme = scheme.lower()
+    if scheme == "kaggle":
+        return Preset(name, None, f"https://www.kaggle.com/models/{rest}", "www.kaggle.com")
+    if scheme == "hf":
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+        return Preset(name, None, f"{endpoint}/{rest}", urlparse(endpoint).hostname)
+    if "://" in handle:
+        return Preset(name, None, handle, urlparse(handle).hostname)
+    return Preset(name, None, None, None)  # neither a folder nor a handle
+
+
+def reachable(host: str, port: int = 443, seconds: float = PROBE_SECONDS) -> bool:
+    """Whether a TCP connection to `host` opens within `seconds` (name lookup included)."""
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=seconds):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)  # getaddrinfo ignores socket timeouts
+    thread.start()
+    thread.join(seconds)
+    return bool(result and result[0])
+
+
+def offline() -> bool:
+    """Whether the user turned downloads off (DLTRAIN_OFFLINE=1); Hugging Face's client is told so too, so
+    nothing it is asked retries for 20 s first."""
+    if os.environ.get(OFFLINE_ENV) == "1":
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        return True
+    return False
+
+
+def _objects(node: Any, file: str) -> Iterator[tuple[str, str, Any, Any]]:
+    """(file, class_name, module, registered_name) of every serialised Keras object in a JSON config."""
+    if isinstance(node, dict):
+        if isinstance(node.get("class_name"), str):
+            yield file, node["class_name"], node.get("module"), node.get("registered_name")
+        for value in node.values():
+            yield from _objects(value, file)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _objects(value, file)
+
+
+def _registered(class_name: str, module: Any, registered_name: Any) -> bool:
+    """Whether Keras finds this class without importing anything outside keras and keras_hub."""
+    import keras
+
+    for name in (registered_name, class_name):
+        if isinstance(name, str) and keras.saving.get_registered_object(name) is not None:
+            return True
+    if not isinstance(module, str):
+        return False
+    if module == "builtins":  # Keras's own functions by name ("relu")
+        return class_name == "function"
+    if module.split(".")[0] not in _TRUSTED_PACKAGES:
+        return False
+    if class_name == "function":  # an activation or initializer function of keras or keras_hub
+        return False
+    try:
+        return hasattr(importlib.import_module(module), class_name)
+    except ImportError:
+        return False
+
+
+def code_in(folder: Path) -> tuple[str, str] | None:
+    """The first (file, class) in a preset's JSON configs that needs --trust-code, or None if all are data."""
+    for file in sorted(folder.glob("*.json")):
+        try:
+            config = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # KerasHub reports a broken file itself
+        for where, class_name, module, registered in _objects(config, file.name):
+            if class_name in CODE_CLASSES or not _registered(class_name, module, registered):
+                return where, class_name
+    return None
