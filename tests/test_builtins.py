@@ -114,8 +114,8 @@ def test_test_split_applies_to_the_builtins_whose_keras_loader_takes_it(write_co
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value) == (f"{path}:5:3: dataset.test_split: 'test_split' does not apply to the cifar10 dataset "
-                               "(remove it; it applies to: audio, california_housing, csv, hf, images, npy, npz, "
-                               "parquet, reuters, text, tfds, tfrecord, timeseries)")
+                               "(remove it; it applies to: audio, california_housing, csv, hf, images, jsonl, npy, "
+                               "npz, parquet, reuters, text, tfds, tfrecord, timeseries)")
 
 # --- cifar ---------------------------------------------------------------------------------------------
 
