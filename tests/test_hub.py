@@ -270,3 +270,30 @@ def test_a_csv_text_column_reaches_a_task_as_strings(tmp_path: Path) -> None:
     two = DatasetConfig(path=str(tmp_path / "r.csv"), features=["review", "stars"], label="sentiment")
     with pytest.raises(Exception, match="a KerasHub task takes one input; the dataset gives the features review, stars"):
         data.raw_splits(data.load(two, 1))
+
+
+def test_phases_train_lora_first_then_the_whole_model(work: Path, tmp_path: Path) -> None:
+    """Phase 1 trains LoRA's adapters and the head; phase 2 (`"*": true`) trains every kernel, LoRA's too."""
+    import keras
+    import keras_hub
+
+    config = tmp_path / "lora_phases.yaml"
+    config.write_text((CONFIGS / "vit_images.yaml").read_text()
+                      .replace("      backbone: {trainable: false}  # only the new head trains\n", "  lora: {rank: 2}\n")
+                      .replace("  epochs: 3\n", "  phases:\n    - {epochs: 1}\n    - {epochs: 1, trainable: {'*': true},"
+                                                " optimizer: {Adam: {learning_rate: 1.0e-3}}}\n"))
+    sets = [f"model.task.ImageClassifier.preset={work / 'vit'}", f"dataset.path={work / 'images'}",
+            "dataset.image_size=[20, 20]"]
+    result = cli("check", config, *[a for s in sets for a in ("--set", s)])
+    assert result.exit_code == 0, result.output
+    assert "phase 1 (1 epoch): 435 trainable, 7,792 frozen parameters" in result.stdout, result.stdout
+    assert "phase 2 (1 epoch): 8,227 trainable, 0 frozen parameters" in result.stdout
+    # The counts of all phases leave the model as phase 1 has it: the adapters trainable, the kernels frozen.
+    assert "8,227 parameters (435 trainable, 7,792 frozen)" in result.stdout
+    run = _train(work, config, *sets, "training.batch_size=6", "training.tensorboard=false")
+    trained = {v.path: v.numpy() for v in keras.saving.load_model(run / "model.keras").weights}
+    preset = {v.path: v.numpy() for v in keras_hub.models.ImageClassifier.from_preset(str(work / "vit"),
+                                                                                    num_classes=3).weights}
+    # Kernels LoRA never targets (the MLP's) are frozen in phase 1: only phase 2 can have moved them.
+    mlp = [path for path in trained if "mlp" in path and path.endswith("kernel") and path in preset]
+    assert mlp and all(not np.array_equal(trained[path], preset[path]) for path in mlp)

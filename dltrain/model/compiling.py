@@ -46,8 +46,9 @@ def compile_model(model: keras.Model, loaded: LoadedConfig, optimizer: Any = Non
         # A KerasHub task's own compile fills what the config leaves out ("auto": the task's optimizer,
         # loss and metrics, e.g. a classifier's from_logits cross-entropy).
         given: dict[str, Any] = {}
-        if config.optimizer is not None:
-            given["optimizer"] = registry.build("optimizer", config.optimizer, loaded, ("optimizer",))
+        spec = config.optimizer if optimizer is None else optimizer  # a phase's own, else the config's
+        if spec is not None:
+            given["optimizer"] = registry.build("optimizer", spec, loaded, optimizer_path)
         if config.loss is not None:
             given["loss"] = _losses(loaded)
         if config.metrics:

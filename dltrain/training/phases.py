@@ -28,7 +28,7 @@ class Phase:
     # This phase's own entries (name or glob, trainable), in the order written, and where each was written.
     trainable: list[tuple[str, bool, Path_]] = field(default_factory=list)
     # The optimizer in effect during the phase: its own, else the one of the phase before, else the config's.
-    optimizer: Spec = "adam"
+    optimizer: Spec | None = "adam"  # None: a KerasHub task compiles with its own default
     optimizer_path: Path_ = ("optimizer",)
     callbacks: list[Spec] = field(default_factory=list)
     callbacks_path: Path_ = ("training", "callbacks")
@@ -97,14 +97,28 @@ def set_trainable(model: keras.Model, loaded: LoadedConfig, phase: Phase) -> Non
                                hint=did_you_mean(glob, names) or f"the model's layers are: {top}")
         for layer in matched:  # outer layers come first: a nested layer named after them keeps its own value
             layer.trainable = value
+            if value:
+                for kernel in _lora_kernels(layer):
+                    kernel.trainable = True
 
 
-def _flags(model: keras.Model) -> list[tuple[keras.layers.Layer, bool]]:
-    return [(layer, layer.trainable) for layer in all_layers(model)]
+def _lora_kernels(layer: keras.layers.Layer) -> list[Any]:
+    """The kernels that enable_lora froze in `layer` and the layers inside it: a phase that unfreezes a layer
+    trains them again, beside their adapters (phase 1 LoRA, phase 2 the whole model)."""
+    return [sub._kernel for sub in layer._flatten_layers(include_self=True)
+            if getattr(sub, "lora_enabled", False) and getattr(sub, "_kernel", None) is not None]
 
 
-def _put_back(flags: list[tuple[keras.layers.Layer, bool]]) -> None:
-    for layer, value in flags:  # outer before inner: each layer ends with its own flag
+def _flags(model: keras.Model) -> list[tuple[Any, bool]]:
+    # Every layer, however deep (a KerasHub backbone's encoder layers too), parents before their children:
+    # enable_lora leaves a backbone trainable with most layers inside it frozen, and only all of them say so.
+    layers = model._flatten_layers(include_self=False)
+    kernels = [kernel for layer in model.layers for kernel in _lora_kernels(layer)]
+    return [(layer, layer.trainable) for layer in layers] + [(kernel, kernel.trainable) for kernel in kernels]
+
+
+def _put_back(flags: list[tuple[Any, bool]]) -> None:
+    for layer, value in flags:  # outer before inner: each layer (and LoRA's kernels) ends with its own flag
         layer.trainable = value
 
 
@@ -122,7 +136,8 @@ def check(model: keras.Model, loaded: LoadedConfig) -> list[PhaseCount]:
     try:
         for phase in phases:
             set_trainable(model, loaded, phase)
-            build_object("optimizer", phase.optimizer, loaded, phase.optimizer_path)
+            if phase.optimizer is not None:  # None: a KerasHub task compiles with its own default
+                build_object("optimizer", phase.optimizer, loaded, phase.optimizer_path)
             build_callbacks(loaded, phase)
             trainable = _count(model.trainable_weights)
             counts.append(PhaseCount(phase.index + 1, phase.epochs, trainable, _count(model.weights) - trainable))
