@@ -201,10 +201,16 @@ def test_resume_is_bit_identical_with_lora_adapters(bert_run: Path, tmp_path: Pa
         assert name == other and np.array_equal(a, b), name
 
 
-def test_causal_lm_instruction_tune_and_generate(work: Path) -> None:
-    run = _train(work, CONFIGS / "gpt2_lora_instruct.yaml", f"model.task.GPT2CausalLM.preset={work / 'gpt2'}",
-                 f"dataset.path={work / 'instruct.jsonl'}", "model.task.GPT2CausalLM.sequence_length=24",
-                 "model.lora.rank=2", "training.tensorboard=false", "dataset.test_split=0.2")
+@pytest.fixture(scope="module")
+def gpt_run(work: Path) -> Path:
+    """configs/gpt2_lora_instruct.yaml on the tiny GPT-2 and the instruction lines: LoRA rank 2."""
+    return _train(work, CONFIGS / "gpt2_lora_instruct.yaml", f"model.task.GPT2CausalLM.preset={work / 'gpt2'}",
+                  f"dataset.path={work / 'instruct.jsonl'}", "model.task.GPT2CausalLM.sequence_length=24",
+                  "model.lora.rank=2", "training.tensorboard=false", "dataset.test_split=0.2")
+
+
+def test_causal_lm_instruction_tune_and_generate(work: Path, gpt_run: Path) -> None:
+    run = gpt_run
     result = cli("generate", run, "Instruction:\nsay the", "--max-length", "20")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("Instruction:\nsay the")
@@ -297,3 +303,31 @@ def test_phases_train_lora_first_then_the_whole_model(work: Path, tmp_path: Path
     # Kernels LoRA never targets (the MLP's) are frozen in phase 1: only phase 2 can have moved them.
     mlp = [path for path in trained if "mlp" in path and path.endswith("kernel") and path in preset]
     assert mlp and all(not np.array_equal(trained[path], preset[path]) for path in mlp)
+
+
+def test_serve_generates_from_a_causal_lm_run(gpt_run: Path) -> None:
+    """`dltrain serve` on a causal LM run answers `:generate` with text, as `dltrain generate` gives it."""
+    from serving import Server
+
+    server = Server(gpt_run, name="gpt2-lora-instruct")
+    try:
+        server.wait()
+        body = json.dumps({"instances": ["Instruction:\nsay the", "Instruction:\nname"], "max_length": 20})
+        code, _, answer = server.request("POST", "/v1/models/gpt2-lora-instruct:generate", body.encode())
+        assert code == 200, answer
+        expected = cli("generate", gpt_run, "Instruction:\nsay the", "--max-length", "20").stdout.rstrip("\n")
+        assert len(answer["predictions"]) == 2 and answer["predictions"][0] == expected
+        assert answer["predictions"][1].startswith("Instruction:\nname")
+        code, _, answer = server.request("POST", "/v1/models/gpt2-lora-instruct:generate",
+                                         json.dumps({"instances": [[1, 2]], "max_length": 0}).encode())
+        assert (code, answer) == (400, {"error": 'a :generate body is {"instances": ["prompt", ...]} (or "inputs"), '
+                                                 'with an optional "max_length" (tokens in all, the prompt\'s '
+                                                 'included)'})
+        code, _, answer = server.request("POST", "/v1/models/gpt2-lora-instruct:generate",
+                                         json.dumps({"instances": ["a"], "max_length": 0}).encode())
+        assert (code, answer) == (400, {"error": '"max_length" must be a whole number of tokens, at least 1; got 0'})
+        code, _, page = server.get("/")
+        assert code == 200 and '"generates": true' in page
+        assert server.stop()[0] == 0
+    finally:
+        server.kill()

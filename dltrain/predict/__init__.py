@@ -14,13 +14,13 @@ from dltrain.predict.bodies import MAX_REQUEST_PIXELS, Input, Request, answer_bo
 from dltrain.predict.feed import input_arrays, input_specs, model_feed, output_list, output_names
 from dltrain.predict.inputs import (IMAGE_SUFFIXES, read_arrays, read_csv, read_image, read_inputs, read_named,
                                     read_series, read_texts)
-from dltrain.predict.generate import generate
+from dltrain.predict.generate import continue_prompts, generate, generates
 from dltrain.predict.masks import MASK_SUFFIX, class_indices, write_masks
 from dltrain.predict.run import PREDICTIONS_DIR, LoadedRun, RunInputs, load_run, predict, read_run_inputs
 
 __all__ = ["IMAGE_SUFFIXES", "Input", "LoadedRun", "MASK_SUFFIX", "MAX_REQUEST_PIXELS", "PREDICTIONS_DIR",
            "Predictions", "Request", "RunInputs", "answer_body", "class_indices", "class_probabilities",
-           "format_top", "generate", "input_arrays", "input_specs", "load_run", "model_feed", "output_list",
-           "output_names", "parse_body", "predict", "predictions", "read_arrays", "read_csv", "read_image",
-           "read_inputs", "read_named", "read_request", "read_run_inputs", "read_series", "read_texts",
-           "write_masks"]
+           "continue_prompts", "format_top", "generate", "generates", "input_arrays", "input_specs", "load_run",
+           "model_feed", "output_list", "output_names", "parse_body", "predict", "predictions", "read_arrays",
+           "read_csv", "read_image", "read_inputs", "read_named", "read_request", "read_run_inputs", "read_series",
+           "read_texts", "write_masks"]

@@ -13,15 +13,27 @@ def generate(run_dir: Path, prompts: list[str], *, max_length: int | None = None
              trust_code: bool = False) -> list[str]:
     """Each prompt continued by the run's causal LM, up to `max_length` tokens (None: its sequence_length)."""
     from dltrain.load import load_config
-    from dltrain.model import is_task, load_model
+    from dltrain.model import load_model
 
     loaded = load_config(runs.run_file(run_dir, runs.CONFIG_FILE), trust_code=trust_code)
     model = load_model(runs.run_file(run_dir, runs.BEST_FILE if best else runs.MODEL_FILE), loaded)
-    if not (is_task(model) and callable(getattr(model, "generate", None))):
+    if not generates(model):
         kind = type(model).__name__
         raise RunError(f"'{run_dir}' holds a {kind}, which does not generate text",
                        hint="generate takes a run of a KerasHub causal LM (model.task: {CausalLM: {preset: ...}}); "
                             "use dltrain predict for classifiers")
+    return continue_prompts(model, prompts, max_length=max_length)
+
+
+def generates(model: object) -> bool:
+    """Whether the model is a KerasHub task that generates text (a causal LM, a seq2seq LM)."""
+    from dltrain.model import is_task
+
+    return is_task(model) and callable(getattr(model, "generate", None))
+
+
+def continue_prompts(model: object, prompts: list[str], *, max_length: int | None = None) -> list[str]:
+    """Each prompt continued by a loaded causal LM, up to `max_length` tokens (None: its sequence_length)."""
     if max_length is not None and max_length < 1:
         raise DltrainError(f"--max-length must be at least 1, got {max_length}")
     try:

@@ -20,7 +20,7 @@ from dltrain.serve.metrics import Metrics
 from dltrain.serve.page import page
 from dltrain.serve.served import Served
 
-# /v1/models/NAME[/versions/N | /labels/L][/metadata | :predict]
+# /v1/models/NAME[/versions/N | /labels/L][/metadata | :predict | :generate]
 _ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
                     r"(?P<rest>/metadata|:[A-Za-z]+)?$")
 
@@ -63,8 +63,13 @@ def make_app(served: Served, batcher: Batcher, metrics: Metrics, *, max_body: in
             if request.method != "POST":
                 return error(405, f"{request.method} is not allowed here; :predict takes POST", Allow="POST")
             return await predict(request)
+        if rest == ":generate" and served.generates:
+            if request.method != "POST":
+                return error(405, f"{request.method} is not allowed here; :generate takes POST", Allow="POST")
+            return await generate(request)
         if rest.startswith(":"):
-            return error(404, f"no method '{rest[1:]}'; this server answers :predict")
+            methods = ":predict and :generate" if served.generates else ":predict"
+            return error(404, f"no method '{rest[1:]}'; this server answers {methods}")
         if request.method != "GET":
             return error(405, f"{request.method} is not allowed here; this takes GET", Allow="GET")
         return JSONResponse(served.metadata() if rest == "/metadata" else served.status())
@@ -87,6 +92,21 @@ def make_app(served: Served, batcher: Batcher, metrics: Metrics, *, max_body: in
         except Exception as failed:  # noqa: BLE001 - the model refused these inputs; the server goes on
             return error(400, f"the model cannot take these inputs: {_first_line(failed)}")
         answer = served.answer(outputs, parsed, top_k=_top_k(request))
+        metrics.latency.observe(time.perf_counter() - start)
+        return JSONResponse(answer)
+
+    async def generate(request: Request) -> Response:
+        start = time.perf_counter()
+        try:
+            body = await _read_body(request, max_body)
+            if body is None:
+                return error(413, f"the body is larger than {max_body // 2**20} MB (--max-body-mb)")
+            prompts, max_length = served.read_prompts(body)
+            answer = await batcher.run_alone(lambda: served.generate(prompts, max_length))
+        except QueueFull as full:
+            return error(503, f"the server is busy ({full}); retry later", **{"Retry-After": "1"})
+        except DltrainError as bad:
+            return error(400, str(bad))
         metrics.latency.observe(time.perf_counter() - start)
         return JSONResponse(answer)
 
@@ -172,7 +192,10 @@ def _route_label(path: str) -> str:
     if path == "/metrics":
         return "metrics"
     if path.startswith("/v1/models/"):
-        return "predict" if path.endswith(":predict") else "metadata" if path.endswith("/metadata") else "status"
+        for method in ("predict", "generate"):
+            if path.endswith(":" + method):
+                return method
+        return "metadata" if path.endswith("/metadata") else "status"
     return "other"
 
 

@@ -7,7 +7,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -72,6 +72,12 @@ class Batcher:
         self._rows += item.rows
         self._arrived.set()
         return await future
+
+    async def run_alone(self, call: Callable[[], Any]) -> Any:
+        """`call()` in the model's worker thread, between batches (generation, which is no batched predict)."""
+        if len(self._pending) >= self.max_queue:
+            raise QueueFull(f"{len(self._pending)} requests are waiting for the model")
+        return await asyncio.get_running_loop().run_in_executor(self._worker, call)
 
     async def _next_batch(self) -> list[_Item]:
         """The first waiting request, and those after it while they fit in max_batch rows; waits for more

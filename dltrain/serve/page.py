@@ -43,7 +43,7 @@ function el(tag, attrs, text) {
 async function send(instance) {
   error.textContent = ""; result.textContent = "...";
   try {
-    const r = await fetch("/v1/models/" + encodeURIComponent(M.name) + ":predict", {
+    const r = await fetch("/v1/models/" + encodeURIComponent(M.name) + (M.generates ? ":generate" : ":predict"), {
       method: "POST", headers: {"Content-Type": "application/json"},
       body: JSON.stringify({instances: [instance]})});
     const answer = await r.json();
@@ -65,7 +65,8 @@ function show(answer) {
     }
     result.appendChild(t);
   } else {
-    result.appendChild(el("p", {id: "value"}, "prediction: " + JSON.stringify(answer.predictions[0])));
+    const text = M.generates ? answer.predictions[0] : "prediction: " + JSON.stringify(answer.predictions[0]);
+    result.appendChild(el(M.generates ? "pre" : "p", {id: "value"}, text));
   }
 }
 function imageForm(input) {

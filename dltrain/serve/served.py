@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from dltrain.predict import Input, LoadedRun, Request, answer_body, load_run, parse_body, predictions, read_request
+from dltrain.errors import DataError
+from dltrain.predict import (Input, LoadedRun, Request, answer_body, continue_prompts, generates, load_run,
+                             parse_body, predictions, read_request)
 
 TOP_K = 5  # classes listed per example, unless the request says ?top_k=K
 
@@ -39,6 +41,35 @@ class Served:
     def call(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """The model's outputs for a batch (one array per input); runs in the batcher's worker thread."""
         return self.runtime(arrays)
+
+    @property
+    def generates(self) -> bool:
+        """Whether `:generate` is served: the run is a KerasHub causal LM, served as its Keras model."""
+        return self.source == str(self.run.model_file) and generates(self.run.model)
+
+    def read_prompts(self, body: bytes) -> tuple[list[str], int | None]:
+        """A `:generate` body, `{"instances": ["prompt", ...], "max_length": N}` (or `inputs`), as (prompts,
+        max_length); a DataError says what was expected."""
+        found = parse_body(body)
+        if not isinstance(found, dict):
+            found = {"": found}
+        extra = sorted(set(found) - {"instances", "inputs", "max_length"})
+        prompts = found.get("instances", found.get("inputs"))
+        if extra or isinstance(prompts, str):
+            prompts = [prompts] if isinstance(prompts, str) and not extra else None
+        if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
+            raise DataError('a :generate body is {"instances": ["prompt", ...]} (or "inputs"), with an optional '
+                            '"max_length" (tokens in all, the prompt\'s included)' +
+                            (f"; it has {', '.join(repr(k) for k in extra)}" if extra else ""))
+        max_length = found.get("max_length")
+        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
+                                       or max_length < 1):
+            raise DataError(f'"max_length" must be a whole number of tokens, at least 1; got {max_length!r}')
+        return prompts, max_length
+
+    def generate(self, prompts: list[str], max_length: int | None) -> dict[str, Any]:
+        """`:generate`'s answer: each prompt continued, in `predictions`; runs in the model's worker thread."""
+        return {"predictions": continue_prompts(self.run.model, prompts, max_length=max_length)}
 
     def answer(self, outputs: list[np.ndarray], request: Request, *, top_k: int | None = None) -> dict[str, Any]:
         """TF Serving's answer, with `top_k` (class names and probabilities, most probable first) for a classifier."""
@@ -71,7 +102,8 @@ class Served:
     def page_model(self) -> dict[str, Any]:
         """What the page's script needs: the inputs and whether answers have classes."""
         return {"inputs": [{"name": i.name, "dtype": i.dtype, "shape": list(i.shape), "image": i.image}
-                           for i in self.inputs], "classifier": bool(self.run.dataset.get("num_classes"))}
+                           for i in self.inputs], "classifier": bool(self.run.dataset.get("num_classes")),
+                "generates": self.generates}
 
 
 def _tensor(name: str, dtype: str, shape: tuple[int | None, ...]) -> dict[str, Any]:
