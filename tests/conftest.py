@@ -61,13 +61,17 @@ def cli(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
+def run_folder(result) -> Path:
+    """The run folder a successful `dltrain train` printed."""
+    assert result.exit_code == 0, result.output
+    return Path(re.search(r"^run folder: (.+)$", result.stdout, re.M).group(1))
+
+
 def train_text(root: Path, text: str) -> Path:
     """Train the config `text` (written to root/config.yaml) into root/outputs; the run folder."""
     config = root / "config.yaml"
     config.write_text(text)
-    result = cli("train", config, "--output-dir", root / "outputs", "--no-progress")
-    assert result.exit_code == 0, result.output
-    return Path(re.search(r"^run folder: (.+)$", result.stdout, re.M).group(1))
+    return run_folder(cli("train", config, "--output-dir", root / "outputs", "--no-progress"))
 
 
 def signal_while_finishing(monkeypatch: pytest.MonkeyPatch, signal_number: int) -> None:

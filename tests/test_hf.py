@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import cli
+from conftest import cli, run_folder
 
 datasets = pytest.importorskip("datasets")
 
@@ -68,11 +68,6 @@ def config(root: Path, path: Path | str, extra: str = "", layers: str = IMAGE_LA
     file = root / "config.yaml"
     file.write_text(CONFIG.format(path=path, extra=extra, layers=layers, epochs=epochs))
     return file
-
-
-def run_folder(result) -> Path:
-    assert result.exit_code == 0, result.output
-    return Path(re.search(r"^run folder: (.+)$", result.stdout, re.M).group(1))
 
 
 @pytest.fixture(scope="module")

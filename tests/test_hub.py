@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, cli
+from conftest import CONFIGS, cli, run_folder
 
 pytest.importorskip("keras_hub")
 import hub_presets  # noqa: E402
@@ -53,9 +53,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _train(work: Path, config: Path, *sets: str) -> Path:
     args = [a for s in sets for a in ("--set", s)]
-    result = cli("train", config, "--output-dir", work / "outputs", "--no-progress", *args)
-    assert result.exit_code == 0, result.output
-    return Path(re.search(r"^run folder: (.+)$", result.stdout, re.M).group(1))
+    return run_folder(cli("train", config, "--output-dir", work / "outputs", "--no-progress", *args))
 
 
 BERT_SETS = ("model.task.TextClassifier.preset={bert}", "dataset.path={reviews}", "dataset.test=null",

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, cli
+from conftest import ROOT, cli, run_folder
 from dltrain import data
 from dltrain.config import DatasetConfig
 from dltrain.data import records
@@ -106,11 +106,6 @@ def config(root: Path, path: str, extra: str = "", epochs: int = 2, cache: str =
     file = root / "config.yaml"
     file.write_text(CONFIG.format(path=path, extra=extra, epochs=epochs, cache=cache))
     return file
-
-
-def run_folder(result) -> Path:
-    assert result.exit_code == 0, result.output
-    return Path(re.search(r"^run folder: (.+)$", result.stdout, re.M).group(1))
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Collection
+from typing import Any, Callable, Collection
 
 import numpy as np
 
@@ -138,8 +138,8 @@ def read_csv(path: str) -> list[Column]:
     return [Column(name, np.char.strip(cells[:, j]), where) for j, name in enumerate(header)]
 
 
-def read_parquet(path: str) -> list[Column]:
-    """A parquet file's columns: numbers as float64 (nulls NaN), text as str ("" for nulls)."""
+def open_parquet(path: str, *, schema_only: bool = False) -> tuple[Any, Any]:
+    """(pyarrow, the file's table or only its schema); a DataError names the file, or says what to install."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -147,10 +147,15 @@ def read_parquet(path: str) -> list[Column]:
         raise DataError("reading parquet files needs pyarrow, which is not installed", key="dataset.format",
                         hint="pip install 'dltrain[parquet]' (or: pip install pyarrow)") from None
     try:
-        table = pq.read_table(path)
+        return pa, pq.read_schema(path) if schema_only else pq.read_table(path)
     except (OSError, pa.ArrowException) as error:
         raise DataError(f"cannot read {path}: {error}", key="dataset.path",
                         hint="check that it is a parquet file") from None
+
+
+def read_parquet(path: str) -> list[Column]:
+    """A parquet file's columns: numbers as float64 (nulls NaN), text as str ("" for nulls)."""
+    pa, table = open_parquet(path)
     if table.num_rows == 0:
         raise DataError(f"{path} has columns but no rows", key="dataset.path", hint="add one row per example")
     columns = []

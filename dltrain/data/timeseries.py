@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from dltrain.config import DEFAULT_TEST_SPLIT, DatasetConfig, did_you_mean
-from dltrain.data.columns import Column, is_number, read_columns
+from dltrain.data.columns import Column, is_number, open_parquet, read_columns
 from dltrain.data.types import DatasetInfo, Source, Split
 from dltrain.errors import DataError
 
@@ -44,17 +44,7 @@ def _header(path: str, fmt: str) -> dict[str, bool]:
     """Each column's name and whether it holds numbers, read off the header and the first row (CSV) or the
     schema (parquet): what `dltrain check` needs, without reading the table."""
     if fmt == "parquet":
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise DataError("reading parquet files needs pyarrow, which is not installed", key="dataset.format",
-                            hint="pip install 'dltrain[parquet]' (or: pip install pyarrow)") from None
-        try:
-            schema = pq.read_schema(path)
-        except (OSError, pa.ArrowException) as error:
-            raise DataError(f"cannot read {path}: {error}", key="dataset.path",
-                            hint="check that it is a parquet file") from None
+        pa, schema = open_parquet(path, schema_only=True)
         return {field.name: pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
                 or pa.types.is_boolean(field.type) for field in schema}
     try:
