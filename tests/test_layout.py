@@ -214,6 +214,20 @@ def test_other_packages_import_a_package_through_its_face():
     assert sorted(set(inner)) == []
 
 
+def test_inner_modules_import_their_siblings_not_their_own_face():
+    """`from dltrain.runs import history` inside runs/ imports the face, which imports runs/ back: a cycle to any
+    reader of imports. Siblings are imported by their own path (`import dltrain.runs.history as history`)."""
+    through_face = []
+    for module, file in _modules(PACKAGE).items():
+        package = module.rpartition(".")[0]
+        if file.name == "__init__.py" or package == "dltrain":
+            continue
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.ImportFrom) and not node.level and node.module == package:
+                through_face.append(f"{module}:{node.lineno}")
+    assert through_face == []
+
+
 def test_no_module_over_450_lines():
     long = {str(f.relative_to(PACKAGE.parent)): n for f in PACKAGE.rglob("*.py")
             if (n := len(f.read_text().splitlines())) > MAX_LINES}

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from dltrain import runs
 from dltrain.config import LoadedConfig
-from dltrain.cv import summary
+import dltrain.cv.summary as summary
 from dltrain.cv.folder import (DONE_STATES, LOCK_FILE, PLAN_FILE, SNAPSHOT_FILE, CvError, CvFolder, fold_overrides,
                                read_plan)
 from dltrain.errors import RunInterrupted

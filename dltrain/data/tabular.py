@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from dltrain.config import DatasetConfig, did_you_mean
-from dltrain.data import tags, text
+import dltrain.data.tags as tags
+import dltrain.data.text as text
 # Re-exported: predict, the tests and the other table sources read files through these names.
 from dltrain.data.columns import (Column, is_number, input_name, named_columns, read_columns,  # noqa: F401
                                   read_csv, read_parquet)

@@ -21,7 +21,7 @@ import tensorflow as tf
 from dltrain import runs
 from dltrain.config import LoadedConfig
 from dltrain.data import FitData
-from dltrain.distribute import keras_fix
+import dltrain.distribute.keras_fix as keras_fix
 from dltrain.distribute.cluster import DistributeError
 from dltrain.distribute.plan import Plan
 from dltrain.errors import DltrainError, RunDiverged, RunInterrupted

@@ -22,7 +22,7 @@ from keras.src.utils import file_utils  # the module through which keras.applica
 from dltrain.config import LoadedConfig, Path_, did_you_mean
 from dltrain.data import OFFLINE_ENV
 from dltrain.errors import ConfigError, ModelBuildError, first_line
-from dltrain.model import registry
+import dltrain.model.registry as registry
 
 # Arguments of the functions that a config does not give, and why.
 _REFUSED = {"input_tensor": "a backbone takes the layer before it, or the layer its `inputs:` names"}

@@ -11,7 +11,9 @@ import numpy as np
 from dltrain import data
 from dltrain.config import LoadedConfig, split_spec
 from dltrain.errors import ConfigError
-from dltrain.model import backbones, hub, registry
+import dltrain.model.backbones as backbones
+import dltrain.model.hub as hub
+import dltrain.model.registry as registry
 from dltrain.model.calls import Graph, call_layer
 from dltrain.model.compiling import build_augmentation, build_callbacks, compile_model
 from dltrain.trust import require_trust

@@ -10,7 +10,7 @@ from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 
 from dltrain.config import LoadedConfig
-from dltrain.model import registry
+import dltrain.model.registry as registry
 
 
 def per_output(loaded: LoadedConfig, value: Any) -> bool:

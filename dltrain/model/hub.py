@@ -16,7 +16,7 @@ import keras
 
 from dltrain.config import LoadedConfig, did_you_mean
 from dltrain.errors import ConfigError, ModelBuildError, UntrustedCodeError, first_line
-from dltrain.model import presets
+import dltrain.model.presets as presets
 
 INSTALL_HINT = "pip install 'dltrain[hub]'"
 _LOCAL_HINT = ("download it where there is a network (from_preset, then save_to_preset into a folder) and write "

@@ -12,7 +12,7 @@ from dltrain import runs
 from dltrain.config import LoadedConfig
 from dltrain.errors import DltrainError, first_line
 from dltrain.load import load_config
-from dltrain.model import registry
+import dltrain.model.registry as registry
 from dltrain.trust import require_trust
 
 

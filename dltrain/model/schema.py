@@ -68,8 +68,8 @@ def _layer_places() -> dict[str, Any]:
     """keras.applications models: layers by their name, with their function's arguments."""
     from keras.src.models.functional import Functional  # what keras.applications functions return
 
-    from dltrain.model import backbones
-    from dltrain.model import registry
+    import dltrain.model.backbones as backbones
+    import dltrain.model.registry as registry
 
     found = {}
     for name, function in registry.catalog("application").items():
@@ -83,7 +83,7 @@ def _layer_places() -> dict[str, Any]:
 
 def _spec_schema(kind: str) -> dict[str, Any]:
     """A bare Keras name, or a one-key mapping from a Keras class to its keyword arguments."""
-    from dltrain.model import registry
+    import dltrain.model.registry as registry
 
     names = registry.list_names(kind)
     classes = {}

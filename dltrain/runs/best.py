@@ -16,7 +16,8 @@ import numpy as np
 from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 
-from dltrain.runs import folders as runs, history
+import dltrain.runs.folders as runs
+import dltrain.runs.history as history
 
 BEST_FILE = "best.keras"
 

@@ -25,7 +25,7 @@ from dltrain import backend  # noqa: F401  (imports TensorFlow quietly first)
 import keras
 
 from dltrain.errors import RunError
-from dltrain.runs import folders as runs
+import dltrain.runs.folders as runs
 
 CHECKPOINT_FILE = "checkpoint.npz"
 PREVIOUS_FILE = "checkpoint.previous.npz"

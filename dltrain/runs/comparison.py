@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from dltrain.errors import RunError
-from dltrain.runs import folders as runs, overview
+import dltrain.runs.folders as runs
+import dltrain.runs.overview as overview
 
 
 @dataclass
@@ -73,6 +74,6 @@ def compare(run_dirs: list[Path]) -> Comparison:
 
 def plot(comparison: Comparison, out: Path) -> Path:
     """One PNG with the runs' validation curves overlaid."""
-    from dltrain.runs import plots
+    import dltrain.runs.plots as plots
 
     return plots.draw_comparison([(s.name, s.rows) for s in comparison.runs], out)

@@ -87,7 +87,7 @@ def record(run_dir: Path, resolved: dict[str, Any], config_path: Path, *, resume
            distribute: dict[str, Any] | None = None) -> None:
     """Write env.json (with the strategy used, when given); a resume adds its own environment under
     `resumes` and keeps the first one."""
-    from dltrain.runs import folders as runs
+    import dltrain.runs.folders as runs
 
     env = environment(resolved, config_path)
     if distribute is not None:

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from dltrain.runs import folders as runs
+import dltrain.runs.folders as runs
 
 # Columns of history.csv that are not metrics.
 BOOKKEEPING = ("epoch", "phase", "seconds", "learning_rate")

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from dltrain.errors import ConfigError, DltrainError, RunError
-from dltrain.runs import folders as runs, history
+import dltrain.runs.folders as runs
+import dltrain.runs.history as history
 
 SORT_KEYS = ("date", "name", "status", "epochs", "val", "test", "duration")
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from dltrain.runs import folders as runs, history
+import dltrain.runs.folders as runs
+import dltrain.runs.history as history
 
 PLOTS_DIR = "plots"
 CONFUSION_FILE = "confusion_matrix.png"

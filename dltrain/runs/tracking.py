@@ -18,7 +18,7 @@ import keras
 
 from dltrain.config import LoadedConfig, MlflowConfig
 from dltrain.errors import RunError, first_line
-from dltrain.runs import folders as runs
+import dltrain.runs.folders as runs
 
 MLFLOW_FILE = "mlflow.json"
 # MLflow refuses longer parameter values (6000 characters) and bigger batches (100 params per call).

@@ -20,7 +20,7 @@ from dltrain import runs
 from dltrain.config import LoadedConfig, get_path
 from dltrain.errors import RunInterrupted
 from dltrain.model import import_folders
-from dltrain.sweep import board
+import dltrain.sweep.board as board
 from dltrain.sweep.checks import check_metric, check_sweep
 from dltrain.sweep.space import Space
 from dltrain.sweep.study import STUDY_ATTR, SweepError, create_or_join, finished_count, open_storage, shown_url, \

@@ -19,7 +19,8 @@ def work(sweep_dir: Path, *, trust_code: bool = False) -> int:
 
     `trust_code` goes to every trial's config, train and resume (dltrain.trust)."""
     from dltrain.load import load_config
-    from dltrain.sweep import board, study as studies
+    import dltrain.sweep.board as board
+    import dltrain.sweep.study as studies
     from dltrain.sweep.space import check_space
     from dltrain.sweep.trial import SNAPSHOT_FILE, TrialContext, run_trial
 

@@ -16,7 +16,7 @@ from dltrain.config import LoadedConfig
 from dltrain.distribute import lost_worker
 from dltrain.errors import RunDiverged, RunInterrupted, first_line
 from dltrain.runs import CHECKPOINT_FILE, EpochRecorder, NonFiniteWeights, load_checkpoint, restore_checkpoint
-from dltrain.training import report
+import dltrain.training.report as report
 from dltrain.training.guard import NonFiniteLoss, StopRequested
 from dltrain.training.prepare import Prepared
 from dltrain.training.result import TrainingError

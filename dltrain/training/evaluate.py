@@ -9,7 +9,7 @@ from dltrain.data import evaluation_dataset
 from dltrain.errors import DltrainError
 from dltrain.load import load_config
 from dltrain.model import load_model
-from dltrain.training import threads
+import dltrain.training.threads as threads
 from dltrain.training.result import TrainingError
 from dltrain.trust import require_trust
 

@@ -12,7 +12,8 @@ from dltrain import data, runs
 from dltrain.config import LoadedConfig
 from dltrain.errors import first_line
 from dltrain.runs import EpochRecorder
-from dltrain.training import report, segments
+import dltrain.training.report as report
+import dltrain.training.segments as segments
 from dltrain.training.prepare import Prepared
 from dltrain.training.result import TrainResult
 from dltrain.training.scoring import score

@@ -17,7 +17,8 @@ from dltrain.config import LoadedConfig
 from dltrain.data import fit_datasets
 from dltrain.errors import DltrainError
 from dltrain.runs import Checkpoint, EpochRecorder, warm_up, write_history
-from dltrain.training import phases, report
+import dltrain.training.phases as phases
+import dltrain.training.report as report
 from dltrain.training.endings import ended
 from dltrain.training.finish import finish
 from dltrain.training.guard import Guard

@@ -17,7 +17,8 @@ from dltrain.distribute import Distribution, plan as plan_distribution, start as
 from dltrain.errors import ModelBuildError, first_line
 from dltrain.model import build_augmentation, build_model, compile_model, dtype_policy
 from dltrain.runs import check_tracking_installed
-from dltrain.training import phases, threads
+import dltrain.training.phases as phases
+import dltrain.training.threads as threads
 from dltrain.training.class_weight import class_weights, described
 from dltrain.training.fused import fuse_batch_norm
 from dltrain.training.result import TrainingError

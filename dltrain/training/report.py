@@ -23,7 +23,7 @@ from dltrain.model import load_model
 from dltrain.predict import class_probabilities
 from dltrain.runs import BestModel, MlflowTracker, draw_curves, monitored, record_env, tracking_settings
 from dltrain.trust import require_trust
-from dltrain.training import segments
+import dltrain.training.segments as segments
 
 OVERRIDES_FILE = "overrides.txt"
 SUMMARY_FILE = "summary.txt"

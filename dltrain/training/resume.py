@@ -16,7 +16,8 @@ from dltrain.distribute import check_run_folder
 from dltrain.errors import RunError
 from dltrain.load import load_config
 from dltrain.runs import load_checkpoint, restore_checkpoint
-from dltrain.training import phases, report
+import dltrain.training.phases as phases
+import dltrain.training.report as report
 from dltrain.training.fit import fit
 from dltrain.training.prepare import prepare
 from dltrain.training.result import TrainResult

@@ -11,7 +11,7 @@ import keras
 from dltrain import runs
 from dltrain.config import LoadedConfig
 from dltrain.model import custom_folders
-from dltrain.training import report
+import dltrain.training.report as report
 from dltrain.training.fit import fit
 from dltrain.training.prepare import prepare
 from dltrain.training.result import TrainResult
