@@ -4,6 +4,7 @@ shipped configs run on them, LoRA counts, raw text and images, generate, save, r
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
@@ -133,6 +134,26 @@ def test_offline_handles_fail_at_once_in_one_line(work: Path, monkeypatch: pytes
            "huggingface.co cannot be reached" in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert time.monotonic() - began < 10  # both commands (one offline, one probing) together
+
+
+def test_a_preset_that_cannot_be_downloaded_is_said_before_tensorflow_starts(work: Path) -> None:
+    """train and check locate the preset from KerasHub's preset files as data: the line comes in well under a
+    second, where importing TensorFlow alone takes 3-4 s."""
+    import subprocess
+    import sys
+
+    args = ["train", str(CONFIGS / "bert_imdb.yaml"), "--set", f"dataset.path={work / 'reviews'}",
+            "--set", "dataset.test=null", "--output-dir", str(work / "never")]
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom dltrain.cli import app\n"
+            f"result = CliRunner().invoke(app, {args!r})\n"
+            "print(result.exit_code, 'tensorflow' in sys.modules)\nprint(result.output)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "DLTRAIN_OFFLINE": "1"})
+    first, output = done.stdout.split("\n", 1)
+    assert first == "1 False", done.stdout + done.stderr
+    assert "preset 'bert_tiny_en_uncased' must be downloaded from https://www.kaggle.com/models/keras/bert/keras/" \
+           "bert_tiny_en_uncased/3 and downloads are off (DLTRAIN_OFFLINE=1)" in output, output
+    assert not (work / "never").exists()
 
 
 def test_a_preset_naming_code_needs_trust(work: Path, tmp_path: Path) -> None:

@@ -64,6 +64,9 @@ def train(
     from dltrain.load import load_config
 
     loaded = load_config(config, set_ or [], trust_code=trust_code)
+    from dltrain.model import preflight
+
+    preflight(loaded)  # a preset that cannot be downloaded: said before TensorFlow starts (3-4 s of import)
     from dltrain import training
 
     if resume_dir is not None:
@@ -193,7 +196,9 @@ def check(
     from dltrain.load import load_config
 
     loaded = load_config(config, set_ or [], trust_code=trust_code)
-    from dltrain.model import check as build_and_check, layer_rows, trainable_count
+    from dltrain.model import check as build_and_check, layer_rows, preflight, trainable_count
+
+    preflight(loaded)
     from dltrain.sweep import check_builds
     from dltrain.sweep import check_space
 

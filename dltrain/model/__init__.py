@@ -10,18 +10,24 @@
   saved      model.keras read back with Keras's safe_mode (evaluate, predict, plot, save)
   schema     the JSON Schema for editors, with Keras's names and arguments
 
-Importing this face imports Keras: the CLI imports it inside the commands that build a model.
+Every name loads on first use: most modules import Keras, and `presets` must answer before TensorFlow starts
+(a preset that cannot be downloaded is reported in the time a user waits for one line).
 """
 
-from dltrain.model.builder import build_model, check, input_shapes, layer_rows, trainable_count
-from dltrain.model.hub import is_task, takes_text
-from dltrain.model.compiling import build_augmentation, build_callbacks, compile_model, dtype_policy
-from dltrain.model.registry import (accepted_arguments, build as build_object, catalog, check_arguments,
-                                    custom_folders, custom_objects, import_folders, list_names, lookup)
-from dltrain.model.saved import load_model, load_run_model
-from dltrain.model.schema import config_schema
+from dltrain import lazy_face
+
+__getattr__ = lazy_face(__name__, {
+    "build_model": "builder", "check": "builder", "input_shapes": "builder", "layer_rows": "builder",
+    "trainable_count": "builder", "is_task": "hub", "takes_text": "hub",
+    "build_augmentation": "compiling", "build_callbacks": "compiling", "compile_model": "compiling",
+    "dtype_policy": "compiling",
+    "accepted_arguments": "registry", "build_object": "registry:build", "catalog": "registry",
+    "check_arguments": "registry", "custom_folders": "registry", "custom_objects": "registry",
+    "import_folders": "registry", "list_names": "registry", "lookup": "registry",
+    "load_model": "saved", "load_run_model": "saved", "config_schema": "schema", "preflight": "presets",
+})
 
 __all__ = ["accepted_arguments", "build_augmentation", "build_callbacks", "build_model", "build_object", "catalog",
            "check", "check_arguments", "compile_model", "config_schema", "custom_folders", "custom_objects",
            "dtype_policy", "import_folders", "input_shapes", "is_task", "layer_rows", "list_names", "load_model",
-           "load_run_model", "lookup", "takes_text", "trainable_count"]
+           "load_run_model", "lookup", "preflight", "takes_text", "trainable_count"]

@@ -19,8 +19,6 @@ from dltrain.errors import ConfigError, ModelBuildError, UntrustedCodeError, fir
 import dltrain.model.presets as presets
 
 INSTALL_HINT = "pip install 'dltrain[hub]'"
-_LOCAL_HINT = ("download it where there is a network (from_preset, then save_to_preset into a folder) and write "
-               "preset: path/to/folder")
 # from_preset's arguments dltrain sets itself, or that come from the preset.
 _FROM_PRESET = ("preset", "load_weights")
 _PREPROCESSOR_KEYS = ("sequence_length", "image_size")
@@ -128,13 +126,12 @@ def _located(loaded: LoadedConfig, at: tuple, preset: str) -> presets.Preset:
                            hint=did_you_mean(preset, list(BUILTIN_PRESETS)) or "write a folder save_to_preset "
                            "wrote, a KerasHub handle (bert_tiny_en_uncased), kaggle://org/model/keras/variant "
                            "or hf://org/model")
-    why = (f"downloads are off ({presets.OFFLINE_ENV}=1)" if presets.offline() else
-           f"{found.host} cannot be reached" if found.host and not presets.reachable(found.host) else None)
+    why = presets.unavailable(found)
     if why is not None:
         if found.name.lower().startswith("hf://"):
             os.environ["HF_HUB_OFFLINE"] = "1"  # nothing else retries it for 20 s either
         raise loaded.error(ModelBuildError, at, f"preset '{preset}' must be downloaded from {found.origin} and {why}",
-                           hint=_LOCAL_HINT)
+                           hint=presets.LOCAL_HINT)
     return found
 
 
@@ -163,7 +160,7 @@ def _from_preset(loaded: LoadedConfig, name: str, cls: type, kwargs: dict[str, A
         if not found.local and not isinstance(error, (TypeError, ValueError)):
             # requests, kagglehub and huggingface_hub raise their own types for a failed download
             raise loaded.error(ModelBuildError, at + ("preset",), f"preset '{found.name}' could not be downloaded "
-                               f"from {found.origin}: {first_line(error, limit=160)}", hint=_LOCAL_HINT) from None
+                               f"from {found.origin}: {first_line(error, limit=160)}", hint=presets.LOCAL_HINT) from None
         raise loaded.error(ConfigError, at, f"KerasHub cannot build {name} from preset '{found.name}': "
                            f"{first_line(error)}", hint=f"check the arguments against help(keras_hub.models.{name})"
                            ) from None

@@ -4,7 +4,9 @@ Keras has not registered needs --trust-code, as a config's custom_objects do."""
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
 import json
 import os
 import socket
@@ -16,13 +18,16 @@ from urllib.parse import urlparse
 
 from dltrain.data import OFFLINE_ENV
 
-__all__ = ["OFFLINE_ENV", "Preset", "code_in", "locate", "offline", "reachable"]
+__all__ = ["LOCAL_HINT", "OFFLINE_ENV", "Preset", "builtin_handles", "code_in", "locate", "offline", "preflight",
+           "reachable", "unavailable"]
 
 # How long the reachability probe of a handle's host may take: a missing network fails well under 5 s.
 PROBE_SECONDS = 3.0
 # Classes that run code or read files when deserialised: never in a preset without --trust-code.
 CODE_CLASSES = {"Lambda", "TFSMLayer", "__lambda__"}
 _TRUSTED_PACKAGES = ("keras", "keras_hub")
+LOCAL_HINT = ("download it where there is a network (from_preset, then save_to_preset into a folder) and write "
+              "preset: path/to/folder")
 
 
 @dataclass
@@ -56,6 +61,61 @@ def locate(name: str, builtin: dict[str, Any]) -> Preset:
     if "://" in handle:
         return Preset(name, None, handle, urlparse(handle).hostname)
     return Preset(name, None, None, None)  # neither a folder nor a handle
+
+
+def builtin_handles() -> dict[str, dict[str, Any]]:
+    """KerasHub's presets by name ({"kaggle_handle": ...} each), read from its `*_presets.py` files as data:
+    neither KerasHub nor TensorFlow is imported, so a handle is located before either starts."""
+    spec = importlib.util.find_spec("keras_hub")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    found: dict[str, dict[str, Any]] = {}
+    for file in sorted(Path(spec.submodule_search_locations[0]).glob("src/models/*/*_presets.py")):
+        try:
+            tree = ast.parse(file.read_text())
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict):
+                try:
+                    table = ast.literal_eval(node.value)
+                except ValueError:
+                    continue
+                found.update({name: entry for name, entry in table.items()
+                              if isinstance(entry, dict) and "kaggle_handle" in entry})
+    return found
+
+
+def unavailable(found: Preset) -> str | None:
+    """Why a preset that must be downloaded cannot be (downloads off, its host unreachable), or None."""
+    if offline():
+        return f"downloads are off ({OFFLINE_ENV}=1)"
+    if found.host and not reachable(found.host):
+        return f"{found.host} cannot be reached"
+    return None
+
+
+def preflight(loaded: Any) -> None:
+    """A KerasHub task's preset that must be downloaded and cannot be: one line at its key, before TensorFlow
+    starts (its import alone takes 3-4 s of the few seconds such a mistake should cost)."""
+    from dltrain.errors import ModelBuildError
+
+    task = loaded.config.model.task
+    if not task:
+        return
+    (name, kwargs), = task.items()
+    preset = kwargs.get("preset") if isinstance(kwargs, dict) else None
+    if not isinstance(preset, str):
+        return  # the full check, when the task is built, says what is missing
+    found = locate(preset, builtin_handles())
+    if found.local or found.origin is None:
+        return
+    why = unavailable(found)
+    if why is not None:
+        if found.name.lower().startswith("hf://"):
+            os.environ["HF_HUB_OFFLINE"] = "1"
+        raise loaded.error(ModelBuildError, ("model", "task", name, "preset"),
+                           f"preset '{preset}' must be downloaded from {found.origin} and {why}", hint=LOCAL_HINT)
 
 
 def reachable(host: str, port: int = 443, seconds: float = PROBE_SECONDS) -> bool:
