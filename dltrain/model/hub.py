@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import inspect
 from contextlib import nullcontext
-import os
 from functools import cache
 from types import ModuleType
 from typing import Any
@@ -126,12 +125,7 @@ def _located(loaded: LoadedConfig, at: tuple, preset: str) -> presets.Preset:
                            hint=did_you_mean(preset, list(BUILTIN_PRESETS)) or "write a folder save_to_preset "
                            "wrote, a KerasHub handle (bert_tiny_en_uncased), kaggle://org/model/keras/variant "
                            "or hf://org/model")
-    why = presets.unavailable(found)
-    if why is not None:
-        if found.name.lower().startswith("hf://"):
-            os.environ["HF_HUB_OFFLINE"] = "1"  # nothing else retries it for 20 s either
-        raise loaded.error(ModelBuildError, at, f"preset '{preset}' must be downloaded from {found.origin} and {why}",
-                           hint=presets.LOCAL_HINT)
+    presets.check_download(loaded, at, found)
     return found
 
 

@@ -18,8 +18,8 @@ from urllib.parse import urlparse
 
 from dltrain.data import OFFLINE_ENV
 
-__all__ = ["LOCAL_HINT", "OFFLINE_ENV", "Preset", "builtin_handles", "code_in", "locate", "offline", "preflight",
-           "reachable", "unavailable"]
+__all__ = ["LOCAL_HINT", "OFFLINE_ENV", "Preset", "builtin_handles", "check_download", "code_in", "locate",
+           "offline", "preflight", "reachable"]
 
 # How long the reachability probe of a handle's host may take: a missing network fails well under 5 s.
 PROBE_SECONDS = 3.0
@@ -86,20 +86,23 @@ def builtin_handles() -> dict[str, dict[str, Any]]:
     return found
 
 
-def unavailable(found: Preset) -> str | None:
-    """Why a preset that must be downloaded cannot be (downloads off, its host unreachable), or None."""
-    if offline():
-        return f"downloads are off ({OFFLINE_ENV}=1)"
-    if found.host and not reachable(found.host):
-        return f"{found.host} cannot be reached"
-    return None
+def check_download(loaded: Any, at: tuple, found: Preset) -> None:
+    """One line at `at` when `found` must be downloaded and cannot be (downloads off, its host unreachable)."""
+    from dltrain.errors import ModelBuildError
+
+    why = (f"downloads are off ({OFFLINE_ENV}=1)" if offline() else
+           f"{found.host} cannot be reached" if found.host and not reachable(found.host) else None)
+    if why is None:
+        return
+    if found.name.lower().startswith("hf://"):
+        os.environ["HF_HUB_OFFLINE"] = "1"  # nothing else retries it for 20 s either
+    raise loaded.error(ModelBuildError, at, f"preset '{found.name}' must be downloaded from {found.origin} and {why}",
+                       hint=LOCAL_HINT)
 
 
 def preflight(loaded: Any) -> None:
     """A KerasHub task's preset that must be downloaded and cannot be: one line at its key, before TensorFlow
     starts (its import alone takes 3-4 s of the few seconds such a mistake should cost)."""
-    from dltrain.errors import ModelBuildError
-
     task = loaded.config.model.task
     if not task:
         return
@@ -108,14 +111,8 @@ def preflight(loaded: Any) -> None:
     if not isinstance(preset, str):
         return  # the full check, when the task is built, says what is missing
     found = locate(preset, builtin_handles())
-    if found.local or found.origin is None:
-        return
-    why = unavailable(found)
-    if why is not None:
-        if found.name.lower().startswith("hf://"):
-            os.environ["HF_HUB_OFFLINE"] = "1"
-        raise loaded.error(ModelBuildError, ("model", "task", name, "preset"),
-                           f"preset '{preset}' must be downloaded from {found.origin} and {why}", hint=LOCAL_HINT)
+    if not found.local and found.origin is not None:
+        check_download(loaded, ("model", "task", name, "preset"), found)
 
 
 def reachable(host: str, port: int = 443, seconds: float = PROBE_SECONDS) -> bool:
